@@ -1,0 +1,151 @@
+"""Sessions for the stseg monorepo. `nox -l` lists them; `nox -s NAME` runs one.
+
+Every session installs the packages under `packages/*` (discovered, in dependency order) with pip,
+editable, into its own virtual environment, with the pins of `constraints/cpu.txt`. That file pins
+the CPU build of PyTorch: an unpinned `torch` pulls several GB of CUDA packages.
+
+GPU users: point `STSEG_CONSTRAINTS` at a constraints file of your own (for example one line
+`torch==2.13.0+cu128`, with `PIP_EXTRA_INDEX_URL` naming the matching PyTorch index), or set
+`STSEG_CONSTRAINTS=none` to let pip resolve torch freely.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+PACKAGES_DIR = ROOT / "packages"
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_venv = "yes"
+nox.options.error_on_missing_interpreters = True
+
+
+def _read_project(package_dir: Path) -> dict:
+    with open(package_dir / "pyproject.toml", "rb") as handle:
+        return tomllib.load(handle)["project"]
+
+
+def discover_packages() -> list[Path]:
+    """Package folders under packages/, each after the siblings it depends on."""
+    folders = {p.parent.name: p.parent for p in sorted(PACKAGES_DIR.glob("*/pyproject.toml"))}
+    requires: dict[str, set[str]] = {}
+    for name, folder in folders.items():
+        deps = {re.split(r"[ <>=!~;\[(]", d, maxsplit=1)[0] for d in _read_project(folder)["dependencies"]}
+        requires[name] = deps & set(folders)
+    ordered: list[str] = []
+    while len(ordered) < len(folders):
+        ready = [n for n in folders if n not in ordered and requires[n] <= set(ordered)]
+        if not ready:
+            raise RuntimeError(f"dependency cycle among packages: {sorted(set(folders) - set(ordered))}")
+        ordered.extend(sorted(ready))
+    return [folders[n] for n in ordered]
+
+
+def _constraint_args() -> list[str]:
+    choice = os.environ.get("STSEG_CONSTRAINTS", str(ROOT / "constraints" / "cpu.txt"))
+    return [] if choice.lower() == "none" else ["-c", choice]
+
+
+def install_packages(session: nox.Session, *extra: str, packages: list[Path] | None = None) -> None:
+    """Install `packages` (default: all) editable, in dependency order, plus `extra` requirements."""
+    chosen = packages if packages is not None else discover_packages()
+    editable = [arg for folder in chosen for arg in ("-e", str(folder))]
+    session.install(*_constraint_args(), *editable, *extra)
+
+
+def _console_scripts() -> dict[str, str]:
+    scripts: dict[str, str] = {}
+    for folder in discover_packages():
+        for name, target in _read_project(folder).get("scripts", {}).items():
+            scripts[name] = target.split(".", 1)[0]
+    return scripts
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Every package's tests (CPU; GPU-marked tests skip without CUDA)."""
+    install_packages(session, "-r", "requirements/test.txt")
+    session.env.setdefault("OMP_NUM_THREADS", "2")
+    for folder in discover_packages():
+        if any((folder / "tests").glob("test_*.py")):
+            session.run("pytest", str(folder / "tests"), *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over the packages and the noxfile."""
+    session.install("-r", "requirements/lint.txt")
+    session.run("ruff", "check", "packages", "noxfile.py", "conftest.py")
+    session.run("ruff", "format", "--check", "packages", "noxfile.py", "conftest.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy on each package's src/ tree."""
+    install_packages(session, "-r", "requirements/lint.txt")
+    for folder in discover_packages():
+        session.run("mypy", str(folder / "src"))
+
+
+@nox.session
+def cli(session: nox.Session) -> None:
+    """Every console script's --help, `python -m` entry, and exit code 2 on an unknown command."""
+    install_packages(session)
+    for script, module in _console_scripts().items():
+        session.run(script, "--help", silent=True)
+        session.run("python", "-m", module, "--help", silent=True)
+        session.run(script, "no-such-command", success_codes=[2], silent=True)
+        session.log(f"{script}: --help ok, python -m {module} ok, unknown command exits 2")
+
+
+@nox.session
+def wheels(session: nox.Session) -> None:
+    """Build all five wheels; fail if any Requires-Dist holds a path or a URL."""
+    session.install("build", "poetry-core>=2.0")
+    outdir = ROOT / "dist"
+    for folder in discover_packages():
+        session.run("python", "-m", "build", "--wheel", "--no-isolation", "--outdir", str(outdir), str(folder))
+    bad: list[str] = []
+    for folder in discover_packages():
+        name = _read_project(folder)["name"].replace("-", "_")
+        version = _read_project(folder)["version"]
+        wheel = next(outdir.glob(f"{name}-{version}-*.whl"))
+        with zipfile.ZipFile(wheel) as archive:
+            metadata = archive.read(f"{name}-{version}.dist-info/METADATA").decode()
+        for line in metadata.splitlines():
+            if line.startswith("Requires-Dist:") and re.search(r"@|file:|://|\.\./", line):
+                bad.append(f"{wheel.name}: {line}")
+        session.log(f"{wheel.name}: metadata has no paths or URLs")
+    if bad:
+        session.error("wheel metadata holds paths or URLs:\n" + "\n".join(bad))
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job on built-in synthetic data: generate, preprocess, train, evaluate, predict, render."""
+    install_packages(session)
+    out = Path(session.posargs[0]) if session.posargs else ROOT / "runs" / "demo"
+    session.run("python", str(ROOT / "scripts" / "demo.py"), str(out))
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks of every package (tables on stdout, JSON under bench-results/)."""
+    install_packages(session)
+    results = ROOT / "bench-results"
+    results.mkdir(exist_ok=True)
+    for folder in discover_packages():
+        for script in sorted((folder / "benchmarks").glob("bench_*.py")):
+            session.run("python", str(script), "--json", str(results / f"{script.stem}.json"), *session.posargs)
+
+
+if __name__ == "__main__":
+    sys.exit("run `nox -l` to list the sessions")

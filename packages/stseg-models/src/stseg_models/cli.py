@@ -1,0 +1,14 @@
+"""The `stseg-models` command line: a thin Click layer over the library."""
+
+from __future__ import annotations
+
+import click
+
+from stseg_data.cli_support import StsegGroup
+from stseg_models import __version__
+
+
+@click.group(cls=StsegGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="stseg-models")
+def main() -> None:
+    """stseg-models: see `stseg-models COMMAND --help`."""
