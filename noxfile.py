@@ -106,13 +106,21 @@ def cli(session: nox.Session) -> None:
         session.log(f"{script}: --help ok, python -m {module} ok, unknown command exits 2")
 
 
+def build_wheels(session: nox.Session) -> Path:
+    """Build a fresh wheel of every package into dist/ and return that folder."""
+    session.install("build", "poetry-core>=2.0")
+    outdir = ROOT / "dist"
+    for stale in outdir.glob("*.whl"):
+        stale.unlink()
+    for folder in discover_packages():
+        session.run("python", "-m", "build", "--wheel", "--no-isolation", "--outdir", str(outdir), str(folder), silent=True)
+    return outdir
+
+
 @nox.session
 def wheels(session: nox.Session) -> None:
     """Build all five wheels; fail if any Requires-Dist holds a path or a URL."""
-    session.install("build", "poetry-core>=2.0")
-    outdir = ROOT / "dist"
-    for folder in discover_packages():
-        session.run("python", "-m", "build", "--wheel", "--no-isolation", "--outdir", str(outdir), str(folder))
+    outdir = build_wheels(session)
     bad: list[str] = []
     for folder in discover_packages():
         name = _read_project(folder)["name"].replace("-", "_")

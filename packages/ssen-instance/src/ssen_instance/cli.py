@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from stseg_data.cli_support import StsegGroup
 from ssen_instance import __version__
+from stseg_data.cli_support import StsegGroup
 
 
 @click.group(cls=StsegGroup, context_settings={"help_option_names": ["-h", "--help"]})

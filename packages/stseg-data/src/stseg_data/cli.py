@@ -4,11 +4,54 @@ from __future__ import annotations
 
 import click
 
-from stseg_data.cli_support import StsegGroup
 from stseg_data import __version__
+from stseg_data.cli_support import StsegGroup
+
+KINDS = click.Choice(["scannet", "s3dis", "synthia4d"])
 
 
 @click.group(cls=StsegGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="stseg-data")
 def main() -> None:
     """stseg-data: see `stseg-data COMMAND --help`."""
+
+
+@main.command()
+@click.argument("kind", type=KINDS)
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--scenes", default=10, show_default=True, help="Scenes (sequences for synthia4d).")
+@click.option(
+    "--seed", default=0, show_default=True, help="Random seed; scene i depends only on (seed, i)."
+)
+@click.option("--frames", default=8, show_default=True, help="Frames per synthia4d sequence.")
+@click.option(
+    "--spacing", type=float, default=None, help="Vertex spacing (m; cm/100 for synthia4d)."
+)
+def synth(kind: str, out: str, scenes: int, seed: int, frames: int, spacing: float | None) -> None:
+    """Write synthetic scenes of KIND in the real raw format under OUT."""
+    from stseg_data.synth import write_synthetic
+
+    names = write_synthetic(kind, out, scenes, seed, frames=frames, spacing=spacing, progress=True)
+    click.echo(f"wrote {len(names)} {'frames' if kind == 'synthia4d' else 'scenes'} to {out}")
+
+
+@main.command()
+@click.argument("kind", type=KINDS)
+@click.argument("raw", type=click.Path(file_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--workers", default=1, show_default=True, help="Parallel processes.")
+def preprocess(kind: str, raw: str, out: str, workers: int) -> None:
+    """Turn a raw KIND dataset in RAW into per-scene training PLY files under OUT."""
+    from stseg_data.preprocess import preprocess as run
+
+    report = run(kind, raw, out, workers, progress=True)
+    click.echo(report.summary())
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+def inspect(file: str) -> None:
+    """Print the fields, point count, bounds and label histogram of FILE."""
+    from stseg_data.inspect import describe_file
+
+    click.echo(describe_file(file))

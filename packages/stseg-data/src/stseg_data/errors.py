@@ -24,3 +24,19 @@ class StsegRuntimeError(StsegError, RuntimeError):
     """A valid request failed while running (disk full, a worker died, ...)."""
 
     exit_code = 1
+
+
+class PointCloudReadError(StsegInputError):
+    """A point-cloud file (PLY, text, .pt) is truncated, malformed or inconsistent."""
+
+
+class DatasetFormatError(StsegInputError):
+    """A dataset folder does not follow its format (missing files, mismatched counts, bad ids)."""
+
+
+class SplitFileError(StsegInputError):
+    """A split list has an unreadable entry or an entry escaping the dataset root."""
+
+
+class PreprocessError(StsegRuntimeError):
+    """Preprocessing finished, but one or more scenes failed (each is named in the summary)."""

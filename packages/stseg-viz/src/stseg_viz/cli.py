@@ -1,14 +1,175 @@
-"""The `stseg-viz` command line: a thin Click layer over the library."""
+"""The `stseg-viz` command line: a thin Click layer over the library (one call per command).
+
+Library modules are imported inside each command so `stseg-viz --help` does not load matplotlib.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
 from stseg_data.cli_support import StsegGroup
 from stseg_viz import __version__
+from stseg_viz.coloring import COLOR_MODES
+from stseg_viz.palettes import IGNORE_LABEL, PALETTE_NAMES
+from stseg_viz.raster import VIEWS
+
+_path = click.Path(path_type=Path, dir_okay=True)
+_color_by = click.option(
+    "--color-by", type=click.Choice(COLOR_MODES), default="rgb", show_default=True,
+    help="rgb: the scene's colours; label / instance: from the scene or --labels; "
+    "error: --labels (prediction) against the scene's labels; embedding: --embeddings, PCA.",
+)  # fmt: skip
+_labels = click.option(
+    "--labels", type=_path, default=None,
+    help="Per-point labels: .txt (one id per line), .npy, or .ply with a `label` field.",
+)  # fmt: skip
+_embeddings = click.option(
+    "--embeddings", type=_path, default=None,
+    help="Per-point embeddings, .npy float [N, D], shown as colours by PCA (--color-by embedding).",
+)  # fmt: skip
+_palette = click.option(
+    "--palette", type=click.Choice(PALETTE_NAMES), default="scannet20", show_default=True,
+    help="Label colours and class names.",
+)  # fmt: skip
+_ignore = click.option(
+    "--ignore-label", type=int, default=IGNORE_LABEL, show_default=True,
+    help="Label id meaning 'no label' (negative ids are always ignored).",
+)  # fmt: skip
+_view = click.option("--view", type=click.Choice(VIEWS), default="iso", show_default=True)
+_out = click.option("--out", type=_path, required=True, help="Output file.")
+_cutaway = click.option(
+    "--cutaway/--no-cutaway", default=False, show_default=True,
+    help="Hide the ceiling and the walls facing the camera (closed indoor rooms).",
+)  # fmt: skip
 
 
 @click.group(cls=StsegGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="stseg-viz")
 def main() -> None:
     """stseg-viz: see `stseg-viz COMMAND --help`."""
+
+
+@main.command()
+@click.argument("scene", type=_path)
+@_color_by
+@_labels
+@_embeddings
+@_palette
+@_ignore
+@_out
+def export(
+    scene: Path, color_by: str, labels: Path | None, embeddings: Path | None, palette: str,
+    ignore_label: int, out: Path,
+) -> None:  # fmt: skip
+    """Write SCENE as a PLY whose vertex colours show the chosen colouring."""
+    from stseg_viz.export import export_colored_ply
+
+    export_colored_ply(
+        scene, out, color_by=color_by, labels=labels, embeddings=embeddings, palette=palette,
+        ignore_label=ignore_label,
+    )  # fmt: skip
+    click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.argument("scene", type=_path)
+@_color_by
+@_labels
+@_embeddings
+@_palette
+@_ignore
+@_view
+@_cutaway
+@click.option("--legend/--no-legend", default=True, show_default=True)
+@click.option("--title", default=None, help="Title above the picture (default: file and mode).")
+@click.option(
+    "--point-size", type=click.IntRange(1, 15), default=None, help="Pixels (default: auto)."
+)
+@_out
+def render(
+    scene: Path, color_by: str, labels: Path | None, embeddings: Path | None, palette: str,
+    ignore_label: int, view: str, cutaway: bool, legend: bool, title: str | None,
+    point_size: int | None, out: Path,
+) -> None:  # fmt: skip
+    """Render SCENE to a PNG picture."""
+    from stseg_viz.render import render_scene
+
+    render_scene(
+        scene, out, color_by=color_by, labels=labels, embeddings=embeddings, palette=palette,
+        ignore_label=ignore_label, view=view, cutaway=cutaway, legend=legend, title=title,
+        point_size=point_size,
+    )  # fmt: skip
+    click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.argument("pred", type=_path)
+@click.argument("gt", type=_path)
+@_palette
+@_ignore
+@_view
+@_cutaway
+@click.option("--title", default=None)
+@_out
+def compare(
+    pred: Path, gt: Path, palette: str, ignore_label: int, view: str, cutaway: bool,
+    title: str | None, out: Path,
+) -> None:  # fmt: skip
+    """Input colours, prediction PRED, ground truth GT and errors side by side in one PNG.
+
+    PRED: per-point labels (.txt, .npy or .ply with `label`); GT: the scene with true labels.
+    """
+    from stseg_viz.render import compare_scenes
+
+    result = compare_scenes(
+        pred, gt, out, palette=palette, ignore_label=ignore_label, view=view, title=title,
+        cutaway=cutaway,
+    )  # fmt: skip
+    click.echo(f"wrote {out} (accuracy {100 * result['accuracy']:.2f} %)")
+
+
+@main.command()
+@click.argument("scene", type=_path)
+@_labels
+@_embeddings
+@_palette
+@_ignore
+@click.option("--max-points", type=click.IntRange(min=1), default=500_000, show_default=True)
+@click.option("--title", default=None)
+@_out
+def html(
+    scene: Path, labels: Path | None, embeddings: Path | None, palette: str, ignore_label: int,
+    max_points: int, title: str | None, out: Path,
+) -> None:  # fmt: skip
+    """Write a self-contained interactive HTML viewer of SCENE (opens offline)."""
+    from stseg_viz.viewer import write_viewer
+
+    summary = write_viewer(
+        scene, out, labels=labels, embeddings=embeddings, palette=palette,
+        ignore_label=ignore_label, max_points=max_points, title=title,
+    )  # fmt: skip
+    click.echo(f"wrote {out} ({summary['shown']:,} points, {summary['bytes'] / 1e6:.1f} MB)")
+
+
+@main.command()
+@click.argument("metrics_file", metavar="METRICS_JSON", type=_path)
+@click.option("--out", type=_path, required=True, help="Output folder.")
+def metrics(metrics_file: Path, out: Path) -> None:
+    """Confusion matrix and per-class IoU / AP bar charts from METRICS_JSON into folder OUT."""
+    from stseg_viz.metric_plots import plot_metrics
+
+    for path in plot_metrics(metrics_file, out):
+        click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("run", type=_path)
+@_out
+def curves(run: Path, out: Path) -> None:
+    """Loss, learning rate and validation mIoU of RUN (a folder with log.jsonl, or the file)."""
+    from stseg_viz.curves import plot_curves
+
+    plot_curves(run, out)
+    click.echo(f"wrote {out}")

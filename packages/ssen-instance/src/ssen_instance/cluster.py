@@ -1,0 +1,141 @@
+"""Clustering of instance embeddings with HDBSCAN (scikit-learn), and instances from clusters.
+
+`hdbscan_clusters` is the raw step (one call of scikit-learn's HDBSCAN); `instances_from_clusters`
+turns cluster ids into `Instances` with a majority-vote class and a confidence score. The full
+inference strategies (per point as the original, or the faster per voxel and per class) are in
+`ssen_instance.grouping`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.cluster import HDBSCAN
+
+from ssen_instance.errors import InstanceInputError
+from ssen_instance.instances import Instances
+
+IGNORE_LABEL = 255
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    """HDBSCAN parameters (SSEN defaults: minimum cluster size 200, a single cluster allowed).
+
+    `cluster_selection_epsilon` defaults to 0.5, half the push margin of the loss (instance means
+    are trained >= 1.0 apart): scikit-learn's HDBSCAN, when it selects the single root cluster,
+    labels only the points denser than its densest split (measured: exactly `min_cluster_size` of
+    a 400-point blob, the rest noise), while an epsilon keeps every point within it. Clusters
+    closer than epsilon are merged, which the loss's margins make harmless.
+    """
+
+    min_cluster_size: int = 200
+    min_samples: int | None = None
+    cluster_selection_epsilon: float = 0.5
+    cluster_selection_method: str = "eom"
+    allow_single_cluster: bool = True
+    leaf_size: int = 40
+
+    def __post_init__(self) -> None:
+        if self.min_cluster_size < 2:
+            raise InstanceInputError(f"min_cluster_size must be >= 2, got {self.min_cluster_size}")
+        if self.min_samples is not None and self.min_samples < 1:
+            raise InstanceInputError(f"min_samples must be >= 1, got {self.min_samples}")
+        if not self.cluster_selection_epsilon >= 0.0:
+            raise InstanceInputError(
+                f"cluster_selection_epsilon must be >= 0, got {self.cluster_selection_epsilon}"
+            )
+        if self.cluster_selection_method not in ("eom", "leaf"):
+            raise InstanceInputError(
+                f"cluster_selection_method must be 'eom' or 'leaf', got {self.cluster_selection_method!r}"
+            )
+
+
+def check_embeddings(embeddings: np.ndarray) -> np.ndarray:
+    """float64 [N, D] view of `embeddings`; raises on a wrong shape or NaN / inf rows."""
+    emb = np.asarray(embeddings, dtype=np.float64)
+    if emb.ndim != 2:
+        raise InstanceInputError(f"embeddings must be [N, D], got shape {emb.shape}")
+    finite = np.isfinite(emb).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise InstanceInputError(
+            f"embeddings contain NaN or inf in {bad.size} of {emb.shape[0]} rows "
+            f"(first row {int(bad[0])}); the model diverged or its input was not finite"
+        )
+    return emb
+
+
+def hdbscan_clusters(
+    embeddings: np.ndarray, params: ClusterParams | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster embeddings [N, D] -> (cluster ids int64 [N], -1 = noise; membership prob. [N]).
+
+    Fewer points than `min_cluster_size` (including none) gives all noise.
+    """
+    params = params or ClusterParams()
+    emb = check_embeddings(embeddings)
+    n = emb.shape[0]
+    min_samples = params.min_samples or params.min_cluster_size
+    if n < max(params.min_cluster_size, min_samples, 2):
+        return np.full(n, -1, dtype=np.int64), np.zeros(n)
+    model = HDBSCAN(
+        min_cluster_size=params.min_cluster_size,
+        min_samples=params.min_samples,
+        cluster_selection_epsilon=params.cluster_selection_epsilon,
+        cluster_selection_method=params.cluster_selection_method,
+        allow_single_cluster=params.allow_single_cluster,
+        leaf_size=params.leaf_size,
+        copy=True,
+    )
+    model.fit(emb)
+    return model.labels_.astype(np.int64), model.probabilities_.astype(np.float64)
+
+
+def instances_from_clusters(
+    cluster_ids: np.ndarray,
+    semantic: np.ndarray,
+    probabilities: np.ndarray | None = None,
+    *,
+    allowed_labels: tuple[int, ...] | None = None,
+) -> Instances:
+    """Instances from a dense cluster map.
+
+    cluster_ids:   int [N], -1 = no cluster, else 0..C-1 (gaps allowed).
+    semantic:      int [N] predicted class of each point (255 = ignore, never voted for).
+    probabilities: float [N] HDBSCAN membership in [0, 1], or None (treated as 1).
+    allowed_labels: classes an instance may take (the instance classes); the vote runs over these.
+    Each instance's label is the majority vote of its points (ties -> lowest id), and its score is
+    (fraction of the points voting for that label) x (mean membership probability).
+    Clusters with no valid vote are dropped.
+    """
+    cluster_ids = np.asarray(cluster_ids, dtype=np.int64)
+    semantic = np.asarray(semantic, dtype=np.int64)
+    n = cluster_ids.size
+    if semantic.shape != (n,):
+        raise InstanceInputError(f"semantic has shape {semantic.shape}, expected ({n},)")
+    prob = np.ones(n) if probabilities is None else np.asarray(probabilities, dtype=np.float64)
+    member = cluster_ids >= 0
+    if not member.any():
+        return Instances.empty(n)
+    num_labels = int(max(semantic.max(initial=0), IGNORE_LABEL)) + 1
+    valid = (semantic >= 0) & (semantic < num_labels) & (semantic != IGNORE_LABEL)
+    if allowed_labels is not None:
+        valid &= np.isin(semantic, np.asarray(allowed_labels))
+    _, compact = np.unique(cluster_ids[member], return_inverse=True)
+    c = int(compact.max()) + 1
+    cid = np.full(n, -1, dtype=np.int64)
+    cid[member] = compact
+    votes = np.zeros((c, num_labels), dtype=np.int64)
+    voting = member & valid
+    np.add.at(votes, (cid[voting], semantic[voting]), 1)
+    sizes = np.bincount(cid[member], minlength=c)
+    prob_mean = np.bincount(cid[member], weights=prob[member], minlength=c) / sizes
+    label = votes.argmax(axis=1)
+    keep = votes.max(axis=1) > 0
+    score = votes.max(axis=1) / sizes * prob_mean
+    old_to_new = np.full(c, -1, dtype=np.int64)
+    old_to_new[keep] = np.arange(int(keep.sum()))
+    dense = np.where(cid >= 0, old_to_new[np.maximum(cid, 0)], -1)
+    return Instances.from_ids(dense, label[keep], score[keep])

@@ -1,0 +1,212 @@
+"""SSEN inference on one scene, stage by stage (each timed).
+
+1. semantic pass: the semantic network on 2 cm voxels (optionally averaged over rotations about
+   the upright axis) -> a class per point;
+2. background removal: voxels predicted wall / floor (or ignore) are dropped;
+3. embedding pass: the instance network on the remaining voxels -> an embedding per voxel;
+4. clustering (`ssen_instance.grouping`) -> `Instances` over every original point.
+Export is `ssen_instance.export.write_scannet_instances`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ssen_instance.errors import InstanceInputError
+from ssen_instance.grouping import GroupingConfig, group_instances
+from ssen_instance.instances import Instances
+from ssen_instance.model import forward_sparse, load_instance_model
+from stseg_data.labels import SCANNET_INSTANCE_CLASS_IDS
+from stseg_data.voxelize import voxelize
+from stseg_models.checkpoint import InferenceSpec, read_checkpoint
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage of one scene."""
+
+    semantic: float = 0.0
+    embedding: float = 0.0
+    clustering: float = 0.0
+    export: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.semantic + self.embedding + self.clustering + self.export
+
+
+@dataclass
+class ScenePrediction:
+    """semantic: int64 [N] training ids per point; instances over the N points (training ids)."""
+
+    semantic: np.ndarray
+    instances: Instances
+    times: StageTimes = field(default_factory=StageTimes)
+
+
+def voxel_features(rgb: np.ndarray | None, spec: InferenceSpec, n: int) -> np.ndarray:
+    """float32 [N, C] network input features from colours in [0, 1] as `spec` says."""
+    if spec.features == "none":
+        return np.ones((n, 1), dtype=np.float32)
+    if rgb is None:
+        raise InstanceInputError("the model expects 3 colour channels but the scene has no colour")
+    return (np.asarray(rgb, np.float32) * spec.color_scale + spec.color_offset).astype(np.float32)
+
+
+def _rotate_z(xyz: np.ndarray, angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return xyz @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _batched(coords: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.concatenate([np.zeros((len(coords), 1), np.int32), coords], 1))
+
+
+@torch.no_grad()
+def semantic_pass(
+    model: nn.Module,
+    spec: InferenceSpec,
+    xyz: np.ndarray,
+    rgb: np.ndarray | None,
+    *,
+    rotations: int = 1,
+    device: str = "cpu",
+) -> np.ndarray:
+    """int64 [N] predicted training ids: softmax averaged over `rotations` turns about z."""
+    if rotations < 1:
+        raise InstanceInputError(f"rotations must be >= 1, got {rotations}")
+    feats = voxel_features(rgb, spec, len(xyz))
+    probs = None
+    for r in range(rotations):
+        vox = voxelize(_rotate_z(xyz, 2 * math.pi * r / rotations), spec.voxel_size, features=feats)
+        assert vox.features is not None
+        out = forward_sparse(
+            model, _batched(vox.coords).to(device), torch.from_numpy(vox.features).to(device)
+        )
+        p = torch.softmax(out.float(), dim=1).cpu().numpy()[vox.inverse]
+        probs = p if probs is None else probs + p
+    assert probs is not None
+    return probs.argmax(axis=1).astype(np.int64)
+
+
+@torch.no_grad()
+def embedding_pass(
+    model: nn.Module,
+    spec: InferenceSpec,
+    xyz: np.ndarray,
+    rgb: np.ndarray | None,
+    point_semantic: np.ndarray,
+    *,
+    instance_classes: tuple[int, ...] = SCANNET_INSTANCE_CLASS_IDS,
+    device: str = "cpu",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Embed the foreground: (embeddings [M, D], semantic [M], point->voxel [N], coords [M, 3]).
+
+    Voxels whose representative point is not predicted as an instance class get no embedding
+    (zeros) and are skipped by the clustering.
+    """
+    feats = voxel_features(rgb, spec, len(xyz))
+    vox = voxelize(xyz, spec.voxel_size, features=feats)
+    assert vox.features is not None
+    voxel_sem = np.asarray(point_semantic, np.int64)[vox.index]
+    fg = np.isin(voxel_sem, np.asarray(instance_classes))
+    dim = len(spec.class_names)
+    emb = np.zeros((len(vox), dim), dtype=np.float32)
+    if fg.any():
+        out = forward_sparse(
+            model,
+            _batched(vox.coords[fg]).to(device),
+            torch.from_numpy(vox.features[fg]).to(device),
+        )
+        emb[fg] = out.float().cpu().numpy()
+    return emb, voxel_sem, vox.inverse, vox.coords
+
+
+class InstanceSegmenter:
+    """A semantic network and an embedding network, and how to cluster."""
+
+    def __init__(
+        self,
+        semantic_model: nn.Module,
+        semantic_spec: InferenceSpec,
+        embedding_model: nn.Module,
+        embedding_spec: InferenceSpec,
+        grouping: GroupingConfig | None = None,
+        *,
+        rotations: int = 1,
+        device: str = "cpu",
+    ) -> None:
+        self.semantic_model = semantic_model.eval().to(device)
+        self.semantic_spec = semantic_spec
+        self.embedding_model = embedding_model.eval().to(device)
+        self.embedding_spec = embedding_spec
+        self.grouping = grouping or GroupingConfig()
+        self.rotations = rotations
+        self.device = device
+
+    @classmethod
+    def from_checkpoints(
+        cls,
+        semantic: str | os.PathLike[str],
+        instance: str | os.PathLike[str],
+        grouping: GroupingConfig | None = None,
+        *,
+        rotations: int = 1,
+        device: str = "cpu",
+    ) -> InstanceSegmenter:
+        ckpt = read_checkpoint(semantic)
+        if ckpt.inference is None:
+            raise InstanceInputError(
+                f"{semantic}: an original model-zoo file without inference settings; convert it "
+                "with `stseg-models convert` first"
+            )
+        sem_model, _ = ckpt.build(strict=True)
+        emb_model, emb_spec = load_instance_model(instance)
+        return cls(
+            sem_model,
+            ckpt.inference,
+            emb_model,
+            emb_spec,
+            grouping,
+            rotations=rotations,
+            device=device,
+        )
+
+    def predict(
+        self, xyz: np.ndarray, rgb: np.ndarray | None, semantic: np.ndarray | None = None
+    ) -> ScenePrediction:
+        """Instances of one scene; `semantic` [N] skips the semantic pass (e.g. ground truth)."""
+        times = StageTimes()
+        tic = time.perf_counter()
+        if semantic is None:
+            semantic = semantic_pass(
+                self.semantic_model,
+                self.semantic_spec,
+                xyz,
+                rgb,
+                rotations=self.rotations,
+                device=self.device,
+            )
+        times.semantic = time.perf_counter() - tic
+        tic = time.perf_counter()
+        emb, voxel_sem, inverse, coords = embedding_pass(
+            self.embedding_model,
+            self.embedding_spec,
+            xyz,
+            rgb,
+            semantic,
+            instance_classes=self.grouping.instance_classes,
+            device=self.device,
+        )
+        times.embedding = time.perf_counter() - tic
+        tic = time.perf_counter()
+        instances = group_instances(emb, voxel_sem, inverse, self.grouping, coords)
+        times.clustering = time.perf_counter() - tic
+        return ScenePrediction(np.asarray(semantic, np.int64), instances, times)

@@ -1,0 +1,108 @@
+"""The SSEN embedding network: a registry backbone whose 1x1 head outputs an embedding.
+
+`build_embedding_model` builds e.g. Mink16UNet34C with `embedding_dim` outputs (its `final` 1x1
+convolution is the embedding head). `init_from_semantic` copies a semantic-segmentation checkpoint
+into it except that head (`final.*`), as SSEN initialises its instance network.
+`save_instance_checkpoint` / `load_instance_model` use stseg-models' checkpoint format, with the
+SSEN settings (embedding size, voxel size, clustering) kept in its `extra` entries.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from ssen_instance.errors import InstanceInputError
+from stseg_models.checkpoint import InferenceSpec, read_checkpoint, save_checkpoint
+from stseg_models.weights import LoadReport, load_weights
+from stseg_models.zoo import build_model
+
+BACKBONE = "Mink16UNet34C"
+EMBEDDING_DIM = 8
+HEAD_PREFIX = "final."
+VOXEL_SIZE = 0.02
+
+
+def build_embedding_model(
+    name: str = BACKBONE, embedding_dim: int = EMBEDDING_DIM, in_channels: int = 3
+) -> nn.Module:
+    """A registry U-Net (`name`) mapping [M, in_channels] voxel features to [M, embedding_dim]."""
+    if embedding_dim < 1:
+        raise InstanceInputError(f"embedding_dim must be >= 1, got {embedding_dim}")
+    return build_model(name, in_channels, embedding_dim)
+
+
+def init_from_semantic(
+    model: nn.Module, semantic_checkpoint: str | os.PathLike[str], *, min_fraction: float = 0.9
+) -> LoadReport:
+    """Copy every weight of a semantic checkpoint except its classification head into `model`.
+
+    Raises (stseg-models' `CheckpointMismatchError`) when under `min_fraction` of the parameters
+    would load: another backbone, or not a checkpoint of this network.
+    """
+    ckpt = read_checkpoint(semantic_checkpoint)
+    body = {k: v for k, v in ckpt.state_dict.items() if not k.startswith(HEAD_PREFIX)}
+    return load_weights(
+        model, body, strict=False, min_fraction=min_fraction, where=str(semantic_checkpoint)
+    )
+
+
+def instance_inference_spec(embedding_dim: int, voxel_size: float = VOXEL_SIZE) -> InferenceSpec:
+    """stseg-models metadata for an embedding network (outputs named embedding_0..)."""
+    return InferenceSpec(
+        class_names=[f"embedding_{i}" for i in range(embedding_dim)],
+        voxel_size=voxel_size,
+        dataset="scannet",
+        label_ids=None,
+    )
+
+
+def save_instance_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    *,
+    voxel_size: float = VOXEL_SIZE,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write an instance checkpoint (atomic) readable by `load_instance_model`."""
+    dim = int(model.model_args["out_channels"])  # type: ignore[index]
+    save_checkpoint(
+        path,
+        model,
+        instance_inference_spec(dim, voxel_size),
+        extra={"ssen": {"embedding_dim": dim, **(extra or {})}},
+    )
+
+
+def load_instance_model(path: str | os.PathLike[str]) -> tuple[nn.Module, InferenceSpec]:
+    """(embedding network in eval mode, its inference spec) from an instance checkpoint.
+
+    Accepts our own checkpoints and a trainer checkpoint of stseg-train (`state_dict` plus
+    `model_args`).
+    """
+    ckpt = read_checkpoint(path)
+    if ckpt.inference is None:
+        args = ckpt.extra.get("model_args") or {}
+        if not args:
+            raise InstanceInputError(
+                f"{path}: no model arguments in this file; pass a checkpoint written by "
+                "`ssen-instance train`"
+            )
+        model = build_model(**args)
+        load_weights(model, ckpt.state_dict, strict=True, where=str(path))
+        return model.eval(), instance_inference_spec(int(args["out_channels"]))
+    model, _ = ckpt.build(strict=True)
+    return model, ckpt.inference
+
+
+def forward_sparse(model: nn.Module, coords: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """Run a registry network on one batch: coords int32 [M, 1+3] (batch first), features [M, C].
+
+    Returns the output features [M, out] in the row order of `coords`.
+    """
+    me = model._me  # the sparse engine the model was built with (native or MinkowskiEngine)
+    out = model(me.SparseTensor(features, coords))
+    return out.F

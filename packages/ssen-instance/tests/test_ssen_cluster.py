@@ -1,0 +1,124 @@
+"""HDBSCAN clustering, instances from clusters, and the three grouping strategies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ssen_instance.cluster import ClusterParams, hdbscan_clusters, instances_from_clusters
+from ssen_instance.errors import InstanceInputError
+from ssen_instance.grouping import GroupingConfig, group_instances
+
+CHAIR, TABLE, WALL = 4, 6, 0  # training ids
+
+
+def _blobs(
+    rng: np.random.Generator, sizes: list[int], dim: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    centres = np.eye(dim)[: len(sizes)] * 3.0
+    emb = np.concatenate([c + 0.05 * rng.standard_normal((s, dim)) for c, s in zip(centres, sizes)])
+    truth = np.repeat(np.arange(len(sizes)), sizes)
+    return emb, truth
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    pairs = np.unique(np.stack([a, b]), axis=1)
+    return pairs.shape[1] == np.unique(a).size == np.unique(b).size
+
+
+def test_hdbscan_separates_blobs() -> None:
+    emb, truth = _blobs(np.random.default_rng(0), [300, 250, 220])
+    ids, prob = hdbscan_clusters(emb)
+    assert _same_partition(ids, truth) and (ids >= 0).all()
+    assert ((prob >= 0) & (prob <= 1)).all()
+
+
+def test_single_cluster_allowed_and_too_few_points() -> None:
+    emb, _ = _blobs(np.random.default_rng(1), [400])
+    ids, _ = hdbscan_clusters(emb)
+    assert (ids == 0).all()
+    # Without the epsilon, scikit-learn keeps only min_cluster_size points of a lone cluster.
+    ids_no_eps, _ = hdbscan_clusters(emb, ClusterParams(cluster_selection_epsilon=0.0))
+    assert (ids_no_eps == 0).sum() == 200
+    ids_few, prob_few = hdbscan_clusters(emb[:150])  # fewer points than min_cluster_size 200
+    assert (ids_few == -1).all() and (prob_few == 0).all()
+    assert hdbscan_clusters(np.zeros((0, 8)))[0].shape == (0,)
+    ids_small, _ = hdbscan_clusters(emb[:150], ClusterParams(min_cluster_size=20))
+    assert (ids_small == 0).all()
+
+
+def test_nan_embeddings_are_a_clear_error() -> None:
+    emb = np.zeros((300, 8))
+    emb[17, 3] = np.nan
+    with pytest.raises(InstanceInputError, match=r"NaN or inf in 1 of 300 rows \(first row 17\)"):
+        hdbscan_clusters(emb)
+    with pytest.raises(InstanceInputError, match="NaN"):
+        group_instances(emb, np.full(300, CHAIR))
+
+
+def test_bad_params() -> None:
+    with pytest.raises(InstanceInputError, match="min_cluster_size"):
+        ClusterParams(min_cluster_size=1)
+    with pytest.raises(InstanceInputError, match="strategy"):
+        GroupingConfig(strategy="fast")  # type: ignore[arg-type]
+
+
+def test_instances_from_clusters_majority_and_score() -> None:
+    cluster = np.array([0, 0, 0, 0, -1, 5, 5, 5])
+    sem = np.array([CHAIR, CHAIR, TABLE, 255, CHAIR, TABLE, TABLE, TABLE])
+    prob = np.array([1, 1, 1, 0.6, 1, 0.5, 0.5, 0.5])
+    inst = instances_from_clusters(cluster, sem, prob)
+    assert [m.tolist() for m in inst.masks] == [[0, 1, 2, 3], [5, 6, 7]]
+    assert inst.labels.tolist() == [CHAIR, TABLE]
+    assert inst.scores == pytest.approx([0.5 * 0.9, 1.0 * 0.5])  # vote share x mean membership
+    assert len(instances_from_clusters(np.full(4, -1), np.zeros(4))) == 0
+    # a cluster with only ignored / disallowed votes is dropped
+    only_wall = instances_from_clusters(
+        np.zeros(3), np.array([WALL, 255, WALL]), allowed_labels=(CHAIR,)
+    )
+    assert len(only_wall) == 0
+
+
+@pytest.mark.parametrize("strategy", ["point", "voxel", "voxel_class", "cell"])
+def test_strategies_find_every_instance(strategy: str) -> None:
+    rng = np.random.default_rng(2)
+    # 3 objects of 150/120/100 voxels, 2 points per voxel, plus wall voxels that must be dropped.
+    emb, truth = _blobs(rng, [150, 120, 100, 200])
+    sem = np.array([CHAIR, TABLE, CHAIR, WALL])[truth]
+    inverse = np.repeat(np.arange(emb.shape[0]), 2)
+    coords = np.stack([np.arange(emb.shape[0]), np.zeros(emb.shape[0]), truth * 10], 1).astype(int)
+    cfg = GroupingConfig(strategy=strategy, params=ClusterParams(min_cluster_size=100))  # type: ignore[arg-type]
+    inst = group_instances(emb, sem, inverse, cfg, coords)
+    assert inst.num_points == inverse.size and len(inst) == 3
+    got = sorted((int(lab), m.size) for lab, m in zip(inst.labels, inst.masks))
+    assert got == [(CHAIR, 200), (CHAIR, 300), (TABLE, 240)]
+    point_truth = truth[inverse]
+    for m in inst.masks:
+        assert np.unique(point_truth[m]).size == 1  # pure
+
+
+def test_only_background_and_no_points() -> None:
+    emb, _ = _blobs(np.random.default_rng(3), [300])
+    coords = np.zeros((300, 3), int)
+    assert len(group_instances(emb, np.full(300, WALL), voxel_coords=coords)) == 0
+    empty = group_instances(np.zeros((0, 8)), np.zeros(0, np.int64), voxel_coords=np.zeros((0, 3)))
+    assert len(empty) == 0 and empty.num_points == 0
+    with pytest.raises(InstanceInputError, match="inverse"):
+        group_instances(emb, np.full(300, CHAIR), np.array([0, 300]))
+    with pytest.raises(InstanceInputError, match="voxel_semantic"):
+        group_instances(emb, np.full(10, CHAIR))
+    with pytest.raises(InstanceInputError, match="voxel coordinates"):
+        group_instances(emb, np.full(300, CHAIR), config=GroupingConfig(strategy="cell"))
+
+
+def test_cell_strategy_matches_point_strategy_on_clean_embeddings() -> None:
+    # Cells of 3 voxels along x: the cell strategy must give the same partition as per point.
+    rng = np.random.default_rng(5)
+    emb, truth = _blobs(rng, [240, 300, 210])
+    sem = np.array([CHAIR, TABLE, CHAIR])[truth]
+    coords = np.stack([np.arange(truth.size), truth * 5, np.zeros(truth.size)], 1).astype(int)
+    params = ClusterParams(min_cluster_size=150)
+    point = group_instances(emb, sem, config=GroupingConfig("point", params))
+    cell = group_instances(emb, sem, None, GroupingConfig("cell", params), coords)
+    assert _same_partition(point.to_ids(), cell.to_ids())
+    assert sorted(point.labels.tolist()) == sorted(cell.labels.tolist())

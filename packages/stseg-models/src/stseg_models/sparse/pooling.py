@@ -1,0 +1,144 @@
+"""Local pooling (max / average / sum), pooling transpose and global pooling layers.
+
+Local pooling uses the same kernel maps and output coordinates as convolution. Average pooling
+divides by the number of neighbours actually present (MinkowskiEngine semantics, not the kernel
+volume). MinkowskiPoolingTranspose unpools onto the cached finer set and divides each output by
+the number of coarse inputs that contributed to it. Global pooling reduces every scene (batch
+index) to one row at the origin, rows sorted by batch index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from stseg_models.sparse.conv import check_input, resolve_generator
+from stseg_models.sparse.kernel import KernelGenerator
+from stseg_models.sparse.modes import PoolingMode
+from stseg_models.sparse.pooling_function import max_pool, segment_max, sum_pool
+from stseg_models.sparse.tensor import SparseTensor
+from stseg_models.sparse.wrap import batch_index, require_sparse_like
+
+
+class MinkowskiPoolingBase(nn.Module):
+    """Shared kernel handling; subclasses choose `pooling_mode`."""
+
+    is_transpose = False
+    pooling_mode = PoolingMode.LOCAL_AVG_POOLING
+
+    def __init__(
+        self,
+        kernel_size: int | Sequence[int] = -1,
+        stride: int | Sequence[int] = 1,
+        dilation: int | Sequence[int] = 1,
+        kernel_generator: KernelGenerator | None = None,
+        dimension: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.kernel_generator = resolve_generator(
+            kernel_size, stride, dilation, kernel_generator, self.is_transpose, dimension
+        )
+        self.dimension = self.kernel_generator.dimension
+
+    def forward(self, input: SparseTensor, coordinates: Any = None) -> SparseTensor:
+        x = check_input(self, input, None, self.dimension)
+        manager, stride = x.coordinate_manager, self.kernel_generator.kernel_stride
+        if self.is_transpose:
+            out_key = manager.transpose_target(x.coordinate_map_key, stride)
+        elif all(s == 1 for s in stride):
+            out_key = x.coordinate_map_key
+        else:
+            out_key = manager.stride(x.coordinate_map_key, stride)
+        kmap = manager.kernel_map(
+            x.coordinate_map_key, out_key, self.kernel_generator, self.is_transpose
+        )
+        if self.pooling_mode == PoolingMode.LOCAL_MAX_POOLING:
+            out = max_pool(x.F, kmap)
+        else:
+            out = sum_pool(x.F, kmap, average=self.pooling_mode == PoolingMode.LOCAL_AVG_POOLING)
+        return SparseTensor(out, coordinate_map_key=out_key, coordinate_manager=manager)
+
+    def extra_repr(self) -> str:
+        g = self.kernel_generator
+        return f"kernel_size={list(g.kernel_size)}, stride={list(g.kernel_stride)}, dilation={list(g.kernel_dilation)}"
+
+
+class MinkowskiMaxPooling(MinkowskiPoolingBase):
+    """Channel-wise maximum over the present neighbours."""
+
+    pooling_mode = PoolingMode.LOCAL_MAX_POOLING
+
+
+class MinkowskiAvgPooling(MinkowskiPoolingBase):
+    """Mean over the present neighbours (divides by their count)."""
+
+    pooling_mode = PoolingMode.LOCAL_AVG_POOLING
+
+
+class MinkowskiSumPooling(MinkowskiPoolingBase):
+    """Sum over the present neighbours."""
+
+    pooling_mode = PoolingMode.LOCAL_SUM_POOLING
+
+
+class MinkowskiPoolingTranspose(MinkowskiPoolingBase):
+    """Unpooling onto the cached finer coordinates, averaged over the contributing coarse rows."""
+
+    is_transpose = True
+    pooling_mode = PoolingMode.LOCAL_AVG_POOLING
+
+    def __init__(
+        self,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int],
+        dilation: int | Sequence[int] = 1,
+        kernel_generator: KernelGenerator | None = None,
+        expand_coordinates: bool = False,
+        dimension: int | None = None,
+    ) -> None:
+        super().__init__(kernel_size, stride, dilation, kernel_generator, dimension)
+        if expand_coordinates:
+            from stseg_models.sparse.errors import SparseInputError
+
+            raise SparseInputError("expand_coordinates=True is not supported by the native backend")
+
+
+class MinkowskiGlobalPooling(nn.Module):
+    """Reduce each scene to one row at the origin (average by default)."""
+
+    reduction = "avg"
+
+    def __init__(self, mode: Any = None) -> None:
+        super().__init__()
+        self.pooling_mode = mode
+
+    def forward(self, input: Any, coordinates: Any = None) -> SparseTensor:
+        require_sparse_like(input, type(self).__name__)
+        rows, ids = batch_index(input)
+        b, feats = ids.numel(), input.F
+        if self.reduction == "max":
+            out = segment_max(feats, rows, b)
+        else:
+            out = feats.new_zeros((b, feats.shape[1])).index_add(0, rows, feats)
+            if self.reduction == "avg":
+                out = out / torch.bincount(rows, minlength=b).to(feats.dtype).unsqueeze(1)
+        manager = input.coordinate_manager
+        coords = torch.zeros((b, manager.D + 1), dtype=torch.int32, device=feats.device)
+        coords[:, 0] = ids.to(torch.int32)
+        key = manager.insert_unique(coords, (0,) * manager.D, "origin")
+        return SparseTensor(out, coordinate_map_key=key, coordinate_manager=manager)
+
+
+class MinkowskiGlobalAvgPooling(MinkowskiGlobalPooling):
+    reduction = "avg"
+
+
+class MinkowskiGlobalSumPooling(MinkowskiGlobalPooling):
+    reduction = "sum"
+
+
+class MinkowskiGlobalMaxPooling(MinkowskiGlobalPooling):
+    reduction = "max"

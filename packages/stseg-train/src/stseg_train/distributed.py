@@ -1,0 +1,184 @@
+"""Process groups, launching, and the few collectives the trainer needs.
+
+Three ways to run: one process (no process group); `--gpus N` / `--procs N`, where `launch` spawns N
+local workers (NCCL on GPUs, gloo on CPU) on a free port; and `torchrun`, whose environment
+(`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR`, ...) `context_from_env` reads. Every process
+group has a timeout, so a dead peer becomes an error instead of a hang.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from stseg_data.errors import StsegError
+from stseg_train.errors import TrainInputError, TrainRuntimeError
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process sits: rank, world size, and its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: str = "cpu"
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+class WorkerFailed(StsegError):
+    """A spawned worker exited non-zero; carries that worker's exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (bind to port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def check_gpus(requested: int) -> None:
+    """Raise TrainInputError when fewer than `requested` CUDA devices are present."""
+    found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if requested > found:
+        raise TrainInputError(
+            f"--gpus {requested}: only {found} CUDA device(s) present"
+            + ("; use --procs N for CPU processes" if found == 0 else "")
+        )
+
+
+def context_from_env(timeout_s: float, prefer_cuda: bool) -> DistContext:
+    """Join the process group described by the launcher's environment, if any."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    use_cuda = prefer_cuda and torch.cuda.is_available()
+    device = f"cuda:{local}" if use_cuda else "cpu"
+    if use_cuda:
+        torch.cuda.set_device(local)
+    if world > 1 and not dist.is_initialized():
+        if _loopback_only():
+            os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+        dist.init_process_group(
+            backend="nccl" if use_cuda else "gloo",
+            init_method="env://",
+            rank=rank,
+            world_size=world,
+            timeout=datetime.timedelta(seconds=timeout_s),
+        )
+    return DistContext(rank=rank, world_size=world, local_rank=local, device=device)
+
+
+def _loopback_only() -> bool:
+    return os.environ.get("MASTER_ADDR", "127.0.0.1") in ("127.0.0.1", "localhost")
+
+
+def _spawned_worker(
+    local_rank: int, world: int, port: int, fn: Callable[..., Any], args: Sequence[Any]
+) -> None:
+    os.environ.update(
+        RANK=str(local_rank),
+        LOCAL_RANK=str(local_rank),
+        WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    try:
+        fn(*args)
+    except StsegError as error:
+        # Report once per worker in the CLI's one-line style, then exit with the error's code.
+        print(f"Error (rank {local_rank}): {error}", file=sys.stderr, flush=True)
+        sys.exit(error.exit_code)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def launch(fn: Callable[..., Any], args: Sequence[Any], nprocs: int) -> None:
+    """Run `fn(*args)` in `nprocs` fresh processes joined into one group; raise if any fails."""
+    import torch.multiprocessing as mp
+
+    port = free_port()
+    try:
+        mp.spawn(_spawned_worker, args=(nprocs, port, fn, args), nprocs=nprocs, join=True)
+    except mp.ProcessExitedException as error:
+        raise WorkerFailed(
+            f"worker {error.error_index} exited with code {error.exit_code} (message above)",
+            int(error.exit_code) if error.exit_code and error.exit_code > 0 else 1,
+        ) from None
+    except mp.ProcessRaisedException as error:
+        raise TrainRuntimeError(f"a worker process failed:\n{error}") from None
+
+
+def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:
+    """Element-wise sum over ranks: lockstep flags (> 0 means "some rank") and loss totals."""
+    if not ctx.distributed:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def average_gradients(params: Sequence[torch.nn.Parameter], ctx: DistContext) -> None:
+    """Replace every gradient by its mean over ranks (one flattened all-reduce)."""
+    if not ctx.distributed:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= ctx.world_size
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[offset : offset + n].view_as(p).clone()
+        offset += n
+
+
+def broadcast_module(module: torch.nn.Module, ctx: DistContext) -> None:
+    """Copy rank 0's parameters and buffers to every rank."""
+    if not ctx.distributed:
+        return
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        dist.broadcast(tensor.data, src=0)
+
+
+def all_gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
+    """[obj of rank 0, obj of rank 1, ...] on every rank."""
+    if not ctx.distributed:
+        return [obj]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any, ctx: DistContext) -> Any:
+    """Rank 0's `obj` on every rank."""
+    if not ctx.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.distributed:
+        dist.barrier()

@@ -1,0 +1,415 @@
+"""The training loop: one optimizer step reads like prose, failure handling is in lockstep.
+
+Per step, every rank: reads `iter_size` batches, runs forward and backward (an out-of-memory error
+on CUDA is caught and flagged), checks the loss and gradients are finite, and all ranks agree on
+the flags (one all-reduce). If every rank is fine the gradients are averaged, clipped and applied;
+otherwise every rank skips the step together. Rank 0 logs, evaluates and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import math
+import signal
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stseg_train import __version__
+from stseg_train.batches import BatchStream, Position
+from stseg_train.checkpoint import CheckpointManager
+from stseg_train.config import TrainConfig, identity_hash
+from stseg_train.distributed import (
+    DistContext,
+    all_gather_objects,
+    all_reduce_sum,
+    average_gradients,
+    barrier,
+    broadcast_module,
+)
+from stseg_train.errors import NonFiniteError, TrainInputError, TrainRuntimeError
+from stseg_train.faults import inject_fault
+from stseg_train.monitor import Monitor
+from stseg_train.optim import build_optimizer, build_scheduler
+from stseg_train.rng import capture_rng_state, restore_rng_state
+
+log = logging.getLogger(__name__)
+EXIT_PREEMPTED = 4
+
+
+class Preempted(TrainRuntimeError):
+    """SIGTERM arrived; a checkpoint of the current step was written. Relaunch to continue."""
+
+    exit_code = EXIT_PREEMPTED
+
+
+@dataclass
+class Components:
+    """What the loop needs besides the config: a model, how to run it, and the data."""
+
+    model: torch.nn.Module
+    model_name: str
+    model_args: dict[str, Any]
+    forward: Callable[[torch.nn.Module, dict[str, Any]], torch.Tensor]  # batch -> logits [M, C]
+    train_set: Any  # torch Dataset indexed by (index, seed) tuples
+    collate: Callable[[list[Any]], dict[str, Any]]
+    evaluate: Callable[[torch.nn.Module], dict[str, Any]] | None = None  # -> metrics.summarize()
+
+
+@dataclass
+class TrainState:
+    iteration: int = 0
+    position: Position = field(default_factory=Position)
+    best_miou: float = -1.0
+    nonfinite_skips: int = 0
+    oom_skips: int = 0
+    empty_skips: int = 0
+    last_metrics: dict[str, Any] | None = None
+
+
+StepHook = Callable[[int, float, list[str]], None]  # (iteration, global loss, sample names)
+
+
+def _batch_loss(
+    logits: torch.Tensor, labels: torch.Tensor, config: TrainConfig
+) -> tuple[torch.Tensor, int, int]:
+    """Mean cross-entropy over non-ignored voxels, plus (valid, correct) counts.
+
+    A batch with every voxel ignored gives a zero loss with zero gradient (never 0/0 = NaN).
+    """
+    valid = labels != config.ignore_label
+    n_valid = int(valid.sum())
+    if n_valid == 0:
+        return logits.sum() * 0.0, 0, 0
+    loss = torch.nn.functional.cross_entropy(
+        logits.float(), labels, ignore_index=config.ignore_label
+    )
+    correct = int((logits.argmax(1)[valid] == labels[valid]).sum())
+    return loss, n_valid, correct
+
+
+def check_labels(labels: torch.Tensor, config: TrainConfig, names: list[str]) -> torch.Tensor:
+    """Map -1 to the ignore label and refuse labels outside [0, C) on the CPU, before any loss."""
+    labels = torch.where(labels == -1, torch.full_like(labels, config.ignore_label), labels)
+    bad = (labels < 0) | ((labels >= config.num_classes) & (labels != config.ignore_label))
+    if bool(bad.any()):
+        value = int(labels[bad][0])
+        raise TrainInputError(
+            f"label {value} outside [0, {config.num_classes}) and not the ignore label "
+            f"{config.ignore_label} in batch of {', '.join(names)}"
+        )
+    return labels
+
+
+def _grads_finite(params: list[torch.nn.Parameter]) -> bool:
+    return all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
+
+
+class Trainer:
+    """Owns the model, optimizer, scheduler, scaler and the state of one process of a run."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        ctx: DistContext,
+        parts: Components,
+        run_dir: str | Path,
+        *,
+        on_step: StepHook | None = None,
+    ) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.parts = parts
+        self.run_dir = Path(run_dir)
+        self.on_step = on_step
+        self.device = torch.device(ctx.device)
+        self.model = parts.model.to(self.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(config, self.params)
+        self.scheduler = build_scheduler(config, self.optimizer)
+        self.use_amp = config.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.state = TrainState()
+        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", config.keep_last)
+        self._stop_requested = False
+        self._consecutive_nonfinite = 0
+        self._oom_in_epoch: dict[int, int] = {}
+        self.last_names: list[str] = []
+        self.recent_losses: collections.deque[tuple[int, float]] = collections.deque(maxlen=1000)
+
+    # ---- state --------------------------------------------------------------------------
+    def restore(self, payload: dict[str, Any]) -> None:
+        """Continue from a checkpoint (optimizer and scheduler built first, then loaded)."""
+        saved_world = int(payload["world_size"])
+        position = Position(int(payload["epoch"]), int(payload["batch_in_epoch"]))
+        if saved_world != self.ctx.world_size:
+            if position.batch != 0 and not self.config.extra.get("allow_reshard"):
+                raise TrainInputError(
+                    f"checkpoint at iteration {payload['iteration']} was written mid-epoch by "
+                    f"{saved_world} process(es); resuming with {self.ctx.world_size} would reshuffle "
+                    "the epoch (use the same world size, or --set extra={allow_reshard: true})"
+                )
+            log.warning(
+                "world size changed %d -> %d: the global batch changes",
+                saved_world,
+                self.ctx.world_size,
+            )
+        self.model.load_state_dict(payload["state_dict"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        if payload.get("scaler"):
+            self.scaler.load_state_dict(payload["scaler"])
+        trainer_state = payload.get("trainer", {})
+        self.state = TrainState(
+            iteration=int(payload["iteration"]),
+            position=position,
+            best_miou=float(trainer_state.get("best_miou", -1.0)),
+            nonfinite_skips=int(trainer_state.get("nonfinite_skips", 0)),
+            oom_skips=int(trainer_state.get("oom_skips", 0)),
+            empty_skips=int(trainer_state.get("empty_skips", 0)),
+        )
+        rngs = payload["rng"]
+        if len(rngs) == self.ctx.world_size:
+            restore_rng_state(rngs[self.ctx.rank])
+
+    def _parameter_digest(self) -> str:
+        flat = torch.cat([p.detach().reshape(-1).float().cpu() for p in self.model.parameters()])
+        return hashlib.sha256(flat.numpy().tobytes()).hexdigest()[:16]
+
+    def payload(self) -> dict[str, Any]:
+        """Everything needed to continue exactly (call on every rank: gathers RNG states).
+
+        Also checks that every rank holds the same parameters (they must, after averaged steps).
+        """
+        rngs = all_gather_objects(capture_rng_state(), self.ctx)
+        digests = all_gather_objects(self._parameter_digest(), self.ctx)
+        if len(set(digests)) != 1:
+            raise TrainRuntimeError(
+                f"iteration {self.state.iteration}: parameters differ across ranks ({digests})"
+            )
+        return {
+            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "model_name": self.parts.model_name,
+            "model_args": dict(self.parts.model_args),
+            "config": self.config.to_dict(),
+            "config_hash": identity_hash(self.config),
+            "iteration": self.state.iteration,
+            "epoch": self.state.position.epoch,
+            "batch_in_epoch": self.state.position.batch,
+            "world_size": self.ctx.world_size,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.use_amp else {},
+            "rng": rngs,
+            "trainer": {
+                "best_miou": self.state.best_miou,
+                "nonfinite_skips": self.state.nonfinite_skips,
+                "oom_skips": self.state.oom_skips,
+                "empty_skips": self.state.empty_skips,
+                "recent_losses": list(self.recent_losses),
+                "rank_digests": digests,
+            },
+            "metrics": self.state.last_metrics or {},
+            "versions": {"stseg_train": __version__, "torch": str(torch.__version__)},
+        }
+
+    def save(self, name: str | None = None) -> None:
+        """Rank 0 writes (periodic, or `name`); every rank then meets at a barrier."""
+        payload = self.payload()
+        if self.ctx.is_main:
+            if name is None:
+                self.checkpoints.save(self.state.iteration, payload)
+            else:
+                self.checkpoints.save_named(name, payload)
+        barrier(self.ctx)
+
+    # ---- one step -----------------------------------------------------------------------
+    def _forward_backward(self, batch: dict[str, Any]) -> tuple[float, int, int]:
+        labels = check_labels(batch["labels"], self.config, batch["names"]).to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            logits = self.parts.forward(self.model, batch)
+        loss, n_valid, correct = _batch_loss(logits, labels, self.config)
+        loss = inject_fault("nan", self.ctx.rank, self.state.iteration, loss)
+        self.scaler.scale(loss / self.config.iter_size).backward()
+        return float(loss.detach()), n_valid, correct
+
+    def step(self, stream: BatchStream) -> dict[str, float]:
+        """One optimizer step over `iter_size` batches, skipped on every rank if any rank failed."""
+        config = self.config
+        loss_sum, n_valid, correct, oom = 0.0, 0, 0, 0.0
+        names: list[str] = []
+        self.optimizer.zero_grad(set_to_none=True)
+        for _ in range(config.iter_size):
+            batch = stream.next()
+            names += list(batch["names"])
+            try:
+                inject_fault("oom", self.ctx.rank, self.state.iteration)
+                batch_loss, valid, right = self._forward_backward(batch)
+            except torch.OutOfMemoryError:
+                oom = 1.0
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            loss_sum += batch_loss / config.iter_size
+            n_valid += valid
+            correct += right
+        finite = math.isfinite(loss_sum) and (self.use_amp or _grads_finite(self.params))
+        flags = [
+            0.0 if finite or oom else 1.0,
+            oom,
+            1.0 if (n_valid == 0 and not oom) else 0.0,
+            1.0 if self._stop_requested else 0.0,
+            loss_sum if finite else 0.0,
+            float(n_valid),
+            float(correct),
+        ]
+        nonfinite, any_oom, empty, stop, loss_total, valid_total, correct_total = all_reduce_sum(
+            flags, self.ctx
+        )
+        if nonfinite or any_oom or empty:
+            self._skip(bool(nonfinite), bool(any_oom), bool(empty), names)
+        else:
+            self._consecutive_nonfinite = 0
+            average_gradients(self.params, self.ctx)
+            if self.use_amp:
+                self.scaler.unscale_(self.optimizer)
+            if config.clip_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self.params, config.clip_grad_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        with warnings.catch_warnings():
+            # A skipped first step makes torch warn about the call order; the schedule is by design
+            # a function of the iteration, skipped or not.
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            self.scheduler.step()
+        self.state.iteration += 1
+        self.state.position = stream.position
+        self.last_names = names
+        self._stop_requested = self._stop_requested or bool(stop)
+        return {
+            "loss": loss_total / self.ctx.world_size,
+            "accuracy": correct_total / valid_total if valid_total else float("nan"),
+            "skipped": float(bool(nonfinite or any_oom or empty)),
+        }
+
+    def _skip(self, nonfinite: bool, oom: bool, empty: bool, names: list[str]) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        it = self.state.iteration
+        if nonfinite:
+            self.state.nonfinite_skips += 1
+            self._consecutive_nonfinite += 1
+            log.warning(
+                "iteration %d: non-finite loss or gradient, step skipped (%s)", it, ", ".join(names)
+            )
+            if self._consecutive_nonfinite >= self.config.max_consecutive_nonfinite:
+                raise NonFiniteError(
+                    f"iteration {it}: {self._consecutive_nonfinite} consecutive non-finite "
+                    f"losses/gradients (last batch: {', '.join(names)}); stopping. The last good "
+                    "checkpoint is unchanged; lower --set lr=... or enable --set clip_grad_norm=..."
+                )
+        if oom:
+            self.state.oom_skips += 1
+            epoch = self.state.position.epoch
+            self._oom_in_epoch[epoch] = self._oom_in_epoch.get(epoch, 0) + 1
+            log.warning(
+                "iteration %d: out of memory on some rank, batch skipped (%s)", it, ", ".join(names)
+            )
+            if self._oom_in_epoch[epoch] > self.config.max_oom_skips_per_epoch:
+                raise TrainRuntimeError(
+                    f"iteration {it}: {self._oom_in_epoch[epoch]} out-of-memory skips this epoch; "
+                    "lower --batch-size or --set max_points_per_batch=..., or raise --voxel-size"
+                )
+        if empty and not (nonfinite or oom):
+            self.state.empty_skips += 1
+            log.info("iteration %d: every voxel ignored, step skipped (%s)", it, ", ".join(names))
+
+    # ---- the loop -----------------------------------------------------------------------
+    def _evaluate(self, monitor: Monitor) -> None:
+        if self.parts.evaluate is None:
+            return
+        if self.ctx.is_main:
+            self.model.eval()
+            with torch.no_grad():
+                summary = self.parts.evaluate(self.model)
+            self.model.train()
+            self.state.last_metrics = summary
+            monitor.metrics(self.state.iteration, summary)
+            if summary["miou"] > self.state.best_miou:
+                self.state.best_miou = float(summary["miou"])
+                best = True
+            else:
+                best = False
+        else:
+            best = False
+        if all_gather_objects(best, self.ctx)[0]:
+            self.save("best")
+        barrier(self.ctx)
+
+    def _install_sigterm(self) -> Callable[[], None]:
+        try:
+            previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        except ValueError:  # not the main thread
+            return lambda: None
+        return lambda: signal.signal(signal.SIGTERM, previous)
+
+    def _on_sigterm(self, _signum: int, _frame: Any) -> None:
+        self._stop_requested = True
+
+    def fit(self, until: int | None = None) -> TrainState:
+        """Train until `max_iter`; checkpoints every `save_freq`, evaluates every `val_freq`.
+
+        `until` stops early after that iteration (with a checkpoint), as an interruption would.
+        """
+        config = self.config
+        stop_at = config.max_iter if until is None else min(until, config.max_iter)
+        if self.state.iteration == 0:
+            broadcast_module(self.model, self.ctx)
+        stream = BatchStream(
+            self.parts.train_set,
+            self.parts.collate,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            rank=self.ctx.rank,
+            world_size=self.ctx.world_size,
+            num_workers=config.num_workers,
+            position=self.state.position,
+        )
+        monitor = Monitor(config, self.run_dir, self.ctx, start=self.state.iteration)
+        uninstall = self._install_sigterm()
+        self.model.train()
+        try:
+            while self.state.iteration < stop_at:
+                tic = time.perf_counter()
+                stats = self.step(stream)
+                inject_fault("exit", self.ctx.rank, self.state.iteration)
+                stats["lr"] = self.scheduler.get_last_lr()[0]
+                stats["time"] = time.perf_counter() - tic
+                monitor.step(self.state.iteration, stats)
+                self.recent_losses.append((self.state.iteration, stats["loss"]))
+                if self.on_step is not None:
+                    self.on_step(self.state.iteration, stats["loss"], self.last_names)
+                it = self.state.iteration
+                if self._stop_requested:
+                    self.save()
+                    raise Preempted(
+                        f"stopped by SIGTERM at iteration {it}; checkpoint written, relaunch with "
+                        "--resume to continue"
+                    )
+                if it % config.val_freq == 0 or it == config.max_iter:
+                    self._evaluate(monitor)
+                if it % config.save_freq == 0 or it == stop_at:
+                    self.save()
+            if self.state.iteration >= config.max_iter:
+                self.save("final")
+        finally:
+            uninstall()
+            monitor.close()
+        return self.state

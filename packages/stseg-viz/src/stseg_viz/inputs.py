@@ -1,0 +1,154 @@
+"""Reading what stseg-viz draws: scenes (through stseg-data's readers) and per-point label files.
+
+Every check names the offending file, because these errors reach users through the CLI as one line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from stseg_data.errors import StsegInputError
+from stseg_data.io import read_scene
+from stseg_data.ply import read_ply_elements
+from stseg_data.pointcloud import PointCloud
+from stseg_viz.errors import LabelFileError, VizInputError
+
+#: Vertex properties accepted as "the labels" of a PLY labels file, in order of preference.
+PLY_LABEL_FIELDS = ("label", "labels", "pred", "prediction", "semantic", "class")
+
+
+def load_scene(path: str | os.PathLike[str]) -> PointCloud:
+    """Read any scene file stseg-data supports and check it can be drawn (non-empty, finite xyz)."""
+    path = Path(path)
+    if not path.is_file():
+        raise VizInputError(f"{path}: no such file")
+    cloud = read_scene(path)
+    return check_cloud(cloud, str(path))
+
+
+def load_inputs(
+    scene: str | os.PathLike[str],
+    labels: str | os.PathLike[str] | None = None,
+    embeddings: str | os.PathLike[str] | None = None,
+) -> tuple[PointCloud, np.ndarray | None, np.ndarray | None]:
+    """(cloud, labels [N] or None, embeddings [N, D] or None), all checked against the scene."""
+    cloud = load_scene(scene)
+    n = len(cloud)
+    values = None if labels is None else load_labels(labels, n, scene=str(scene))
+    emb = None if embeddings is None else load_embeddings(embeddings, n, scene=str(scene))
+    return cloud, values, emb
+
+
+def check_cloud(cloud: PointCloud, where: str) -> PointCloud:
+    """`cloud` unchanged if it has at least one point and only finite coordinates; else an error."""
+    if len(cloud) == 0:
+        raise VizInputError(f"{where}: the point cloud is empty (0 points); nothing to draw")
+    finite = np.isfinite(cloud.xyz).all(axis=1)
+    if not finite.all():
+        first = int(np.flatnonzero(~finite)[0])
+        raise VizInputError(
+            f"{where}: {int((~finite).sum())} points have NaN or infinite coordinates "
+            f"(first at index {first}); clean the file before drawing it"
+        )
+    return cloud
+
+
+def load_labels(
+    path: str | os.PathLike[str], n_points: int, *, scene: str = "the scene"
+) -> np.ndarray:
+    """int64 [n_points] labels from a .txt (one id per line), .npy, or .ply (`label` vertex field).
+
+    Raises `LabelFileError` naming `path` when the file is unreadable, holds non-integers, or its
+    length differs from `n_points` (the point count of `scene`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LabelFileError(f"{path}: no such labels file")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        labels = _load_npy(path)
+    elif suffix == ".ply":
+        labels = _load_ply_labels(path)
+    else:
+        labels = _load_txt(path)
+    if labels.shape[0] != n_points:
+        raise LabelFileError(
+            f"{path}: has {labels.shape[0]} labels but {scene} has {n_points} points; "
+            "labels must be given per point, in the scene's order"
+        )
+    return labels
+
+
+def load_embeddings(
+    path: str | os.PathLike[str], n_points: int, *, scene: str = "the scene"
+) -> np.ndarray:
+    """float64 [n_points, D] per-point embeddings from a .npy file (e.g. SSEN's instance embeddings)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelFileError(f"{path}: no such embeddings file")
+    try:
+        values = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise LabelFileError(f"{path}: not a readable .npy array ({error})") from error
+    if values.ndim != 2 or not np.issubdtype(values.dtype, np.number):
+        raise LabelFileError(
+            f"{path}: embeddings must be a numeric [N, D] array, got {values.shape}"
+        )
+    if values.shape[0] != n_points:
+        raise LabelFileError(
+            f"{path}: has {values.shape[0]} embeddings but {scene} has {n_points} points"
+        )
+    if not np.isfinite(values).all():
+        raise LabelFileError(f"{path}: embeddings contain NaN or infinite values")
+    return values.astype(np.float64)
+
+
+def _load_txt(path: Path) -> np.ndarray:
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise LabelFileError(f"{path}: cannot read labels ({error})") from error
+    tokens = text.split()
+    try:
+        values = np.array([int(token) for token in tokens], dtype=np.int64)
+    except ValueError as error:
+        raise LabelFileError(f"{path}: labels must be integers, one per line ({error})") from error
+    return values
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        values = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise LabelFileError(f"{path}: not a readable .npy array ({error})") from error
+    values = np.squeeze(values)
+    if values.ndim != 1:
+        raise LabelFileError(f"{path}: labels must be a 1-D array, got shape {values.shape}")
+    is_int = np.issubdtype(values.dtype, np.integer)
+    whole_floats = np.issubdtype(values.dtype, np.floating) and np.all(values == np.round(values))
+    if not is_int and not whole_floats:
+        raise LabelFileError(f"{path}: labels must be integers, got dtype {values.dtype}")
+    return values.astype(np.int64)
+
+
+def _load_ply_labels(path: Path) -> np.ndarray:
+    try:
+        _, elements = read_ply_elements(path)
+    except StsegInputError as error:
+        raise LabelFileError(f"{path}: not a readable PLY labels file ({error})") from error
+    vertex = elements.get("vertex", {})
+    field = next((name for name in PLY_LABEL_FIELDS if name in vertex), None)
+    if field is None:
+        raise LabelFileError(
+            f"{path}: no label field in the PLY vertices (looked for {', '.join(PLY_LABEL_FIELDS)}; "
+            f"found {', '.join(vertex) or 'none'})"
+        )
+    values = np.asarray(vertex[field])
+    if not np.issubdtype(values.dtype, np.integer):
+        raise LabelFileError(
+            f"{path}: PLY field {field!r} must be an integer type, got {values.dtype}"
+        )
+    return values.astype(np.int64)

@@ -1,0 +1,185 @@
+"""PNG pictures of scenes: one colouring (`render_scene`) or prediction vs truth (`compare_scenes`).
+
+Points are rasterised by `stseg_viz.raster` (a z-buffer, so depth order is exact and a million
+points take about a second) and the image is laid out with matplotlib's Agg backend: title, class
+legend, no axes. No pyplot state is touched, so this is safe in threads and notebooks.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from stseg_data.atomic import atomic_write
+from stseg_viz.coloring import Coloring, error_coloring, label_legend, scene_colors
+from stseg_viz.colorize import colorize_labels, rgb_to_uint8
+from stseg_viz.errors import VizInputError
+from stseg_viz.inputs import load_inputs, load_labels, load_scene
+from stseg_viz.palettes import IGNORE_LABEL, get_palette
+from stseg_viz.raster import cutaway_mask, rasterize
+
+PANEL_PX = (1000, 800)  # width, height of one panel's image
+TITLE_PX, SUPTITLE_PX, LEGEND_PX = 30, 40, 240
+DPI = 100
+BACKGROUND = "white"
+NO_COLOR = (150, 150, 150)
+
+
+def render_scene(
+    scene: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    color_by: str = "rgb",
+    labels: str | os.PathLike[str] | None = None,
+    embeddings: str | os.PathLike[str] | None = None,
+    palette: str = "scannet20",
+    view: str = "iso",
+    legend: bool = True,
+    title: str | None = None,
+    ignore_label: int = IGNORE_LABEL,
+    point_size: int | None = None,
+    cutaway: bool = False,
+) -> Coloring:
+    """Render `scene` coloured by `color_by` to the PNG `out`; returns the colouring used.
+
+    `cutaway` hides the ceiling and the walls facing the camera (`raster.cutaway_mask`), to see
+    into closed indoor rooms.
+    """
+    cloud, values, emb = load_inputs(scene, labels, embeddings)
+    coloring = scene_colors(
+        cloud,
+        color_by,
+        labels=values,
+        palette=get_palette(palette),
+        ignore_label=ignore_label,
+        labels_source=str(labels),
+        embeddings=emb,
+    )
+    keep = _visible(cloud.xyz, view, cutaway)
+    image = rasterize(cloud.xyz[keep], coloring.colors[keep], view=view, point_size=point_size)
+    name = title if title is not None else f"{Path(scene).name} — {color_by} ({view} view)"
+    figure = _figure([(image, name, coloring.legend if legend else [])], columns=1)
+    save_png(figure, out)
+    return coloring
+
+
+def compare_scenes(
+    pred: str | os.PathLike[str],
+    gt: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    palette: str = "scannet20",
+    view: str = "iso",
+    ignore_label: int = IGNORE_LABEL,
+    title: str | None = None,
+    cutaway: bool = False,
+) -> dict[str, float]:
+    """Four panels side by side: input colours, prediction, ground truth, errors.
+
+    `gt` is a scene with ground-truth labels; `pred` is a labels file for the same points (.txt,
+    .npy, or a .ply with a `label` field such as `stseg-models predict` writes). Returns
+    {"accuracy": ..., "points": ...} over non-ignored points.
+    """
+    cloud = load_scene(gt)
+    if cloud.labels is None:
+        raise VizInputError(f"{gt}: has no ground-truth labels to compare the prediction with")
+    prediction = load_labels(pred, len(cloud), scene=str(gt))
+    pal = get_palette(palette)
+    pred_colors = colorize_labels(prediction, pal, ignore_label=ignore_label, where=str(pred))
+    gt_colors = colorize_labels(cloud.labels, pal, ignore_label=ignore_label, where=str(gt))
+    errors = error_coloring(prediction, cloud.labels, ignore_label=ignore_label, where=str(pred))
+    correct, wrong = errors.legend[0][2], errors.legend[1][2]
+    accuracy = correct / max(correct + wrong, 1)
+    rgb = rgb_to_uint8(cloud.rgb) if cloud.rgb is not None else np.tile(NO_COLOR, (len(cloud), 1))
+
+    # One legend (right column) for both label panels: every class present in either.
+    both = np.concatenate([prediction, cloud.labels])
+    panels = [
+        (rgb, "input colours" if cloud.rgb is not None else "input (no colour)", []),
+        (pred_colors, f"prediction: {Path(pred).name}", label_legend(both, pal, ignore_label)),
+        (gt_colors, "ground truth", []),
+        (errors.colors, f"errors (accuracy {100 * accuracy:.1f} %)", errors.legend),
+    ]
+    keep = _visible(cloud.xyz, view, cutaway)
+    images = [
+        (rasterize(cloud.xyz[keep], colors[keep], view=view), name, rows)
+        for colors, name, rows in panels
+    ]
+    figure = _figure(images, columns=2, suptitle=title or f"{Path(gt).name} ({view} view)")
+    save_png(figure, out)
+    return {"accuracy": accuracy, "points": float(correct + wrong)}
+
+
+def _visible(xyz: np.ndarray, view: str, cutaway: bool) -> np.ndarray:
+    """Indices of the points to draw; all of them unless `cutaway` (which must leave some)."""
+    if not cutaway:
+        return np.arange(len(xyz))
+    keep = np.flatnonzero(cutaway_mask(xyz, view))
+    return keep if len(keep) else np.arange(len(xyz))
+
+
+def _figure(
+    panels: list[tuple[np.ndarray, str, list]], *, columns: int, suptitle: str | None = None
+) -> Figure:
+    """Panels on a pixel grid; each rasterised image is placed 1:1 with `figimage` (no resampling,
+    so colours stay exact and a large image costs no interpolation), titles above, legends right."""
+    rows = (len(panels) + columns - 1) // columns
+    width, height = PANEL_PX
+    legend_px = LEGEND_PX if any(legend for _, _, legend in panels) else 0
+    top_px = SUPTITLE_PX if suptitle else 0
+    fig_w = columns * width + legend_px
+    fig_h = rows * (height + TITLE_PX) + top_px
+    figure = Figure(figsize=(fig_w / DPI, fig_h / DPI), dpi=DPI, facecolor=BACKGROUND)
+    FigureCanvasAgg(figure)
+    for index, (image, name, legend) in enumerate(panels):
+        row, column = divmod(index, columns)
+        x0 = column * width
+        y_top = fig_h - top_px - row * (height + TITLE_PX)  # pixels from the bottom
+        figure.figimage(_on_background(image), xo=x0, yo=y_top - TITLE_PX - height, origin="upper")
+        figure.text((x0 + width / 2) / fig_w, (y_top - TITLE_PX / 2) / fig_h, name,
+                    ha="center", va="center", fontsize=11)  # fmt: skip
+        if legend:
+            handles = [
+                Patch(facecolor=_unit(color), edgecolor="0.3", label=f"{label} ({count:,})")
+                for label, color, count in legend
+            ]
+            # Legends sit in the column right of the grid, level with their panel.
+            anchor = ((columns * width + 8) / fig_w, (y_top - TITLE_PX) / fig_h)
+            figure.legend(handles=handles, loc="upper left", bbox_to_anchor=anchor, fontsize=10,
+                          frameon=False)  # fmt: skip
+    if suptitle:
+        figure.text(0.5, 1 - top_px / 2 / fig_h, suptitle, ha="center", va="center", fontsize=13)
+    return figure
+
+
+def _unit(color: tuple[int, int, int]) -> tuple[float, float, float]:
+    return (color[0] / 255.0, color[1] / 255.0, color[2] / 255.0)
+
+
+def _on_background(image: np.ndarray) -> np.ndarray:
+    """RGB uint8 image: drawn pixels as they are, the rest white (no alpha blending surprises)."""
+    rgb = np.full((*image.shape[:2], 3), 255, dtype=np.uint8)
+    drawn = image[..., 3] > 0
+    rgb[drawn] = image[drawn, :3]
+    return rgb
+
+
+def save_png(figure: Figure, out: str | os.PathLike[str]) -> None:
+    """Write `figure` as PNG atomically."""
+    buffer = io.BytesIO()
+    # zlib level 3: ~40 % faster than the default 6 for about the same size on these pictures.
+    figure.savefig(
+        buffer,
+        format="png",
+        dpi=DPI,
+        facecolor=figure.get_facecolor(),
+        pil_kwargs={"compress_level": 3},
+    )
+    with atomic_write(out, "wb") as handle:
+        handle.write(buffer.getvalue())
