@@ -122,3 +122,12 @@ def test_cell_strategy_matches_point_strategy_on_clean_embeddings() -> None:
     cell = group_instances(emb, sem, None, GroupingConfig("cell", params), coords)
     assert _same_partition(point.to_ids(), cell.to_ids())
     assert sorted(point.labels.tolist()) == sorted(cell.labels.tolist())
+
+
+def test_degenerate_embeddings_do_not_crash() -> None:
+    # Two groups 0.01 apart (< epsilon): scikit-learn's epsilon search raises a TypeError here;
+    # the fallback without epsilon gives a defined result.
+    emb = np.r_[np.zeros((30, 8)), np.full((30, 8), 0.01)]
+    ids, prob = hdbscan_clusters(emb, ClusterParams(min_cluster_size=5))
+    assert ids.shape == (60,) and np.isfinite(prob).all()
+    assert np.unique(ids[:30]).size == 1 and np.unique(ids[30:]).size == 1

@@ -174,3 +174,31 @@ def test_dataset_without_torch_and_with_dataloader(tmp_path):
     )
     with pytest.raises(StsegInputError, match=r"scene0\.ply: .* labels outside \[0, 5\)"):
         bad[0]
+
+
+def test_sequence_dataset_windows(tmp_path):
+    from stseg_data.dataset import SequenceDataset
+
+    entries = []
+    for f in range(4):
+        rel = f"SEQ/Stereo_Left/{f:06d}.ply"
+        xyz = np.random.default_rng(f).random((50, 3)) * 1000
+        write_ply(tmp_path / rel, xyz, np.zeros((50, 3), np.uint8), {"label": np.full(50, f % 12)})
+        entries.append(rel)
+    (tmp_path / "train.txt").write_text("\n".join(entries))
+    ds = SequenceDataset.from_split(tmp_path, tmp_path / "train.txt", train=False, voxel_size=30.0)
+    assert len(ds) == 2
+    sample = ds[1]
+    assert sample["coords"].shape[1] == 4 and set(np.unique(sample["coords"][:, 3])) == {0, 1, 2}
+    assert len(sample["inverse"]) == 150 and set(np.unique(sample["labels"])) <= {1, 2, 3, 255}
+
+
+def test_missing_colour_is_an_error_unless_filled():  # F7
+    from dataclasses import replace
+
+    xyz, _, labels = _cloud(100)
+    config = config_for("scannet", 0.2)
+    with pytest.raises(StsegInputError, match="expects 3 colour channels but the scene has none"):
+        prepare_sample(xyz, None, labels, config, train=False)
+    sample = prepare_sample(xyz, None, labels, replace(config, fill_color=0.5), train=False)
+    assert np.all(sample["features"] == 0.0)

@@ -176,6 +176,17 @@ def test_synthia_windows(tmp_path):
     assert window.xyzt[0, 0] == 100.0 and window.labels.tolist() == [6, 255] * 3
 
 
+def test_generic_folder_listing(tmp_path):
+    from stseg_data.io import list_scene_files
+
+    write_ply(tmp_path / "b" / "x.ply", np.zeros((2, 3)))
+    write_ply(tmp_path / "a.ply", np.zeros((2, 3)))
+    (tmp_path / "notes.txt").write_text("hi")
+    assert list_scene_files(tmp_path) == [tmp_path / "a.ply", tmp_path / "b" / "x.ply"]
+    with pytest.raises(PointCloudReadError, match="no scene files"):
+        list_scene_files(tmp_path / "b", (".npz",))
+
+
 def test_numpy_scene_files(tmp_path):
     xyz = np.random.default_rng(0).random((5, 3))
     np.savez(
@@ -264,3 +275,20 @@ def test_split_entries_escaping_root_are_refused(tmp_path):  # F28 / E3
     split.write_bytes(b"train/a.ply\n\xff\xfe\n")
     with pytest.raises(SplitFileError, match="line 2: not UTF-8"):
         read_split(split, root)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"0 0 0 1 2 3\n1 1", r"line 2: expected 6 values, found 2"),  # truncated mid-line
+        (b"", r"0 points"),
+        (b"0 0 0 1 2 3\nnan 0 0 1 2 3\n", r"1 non-finite coordinates, first at point 1"),
+        (b"0 0 0 1 2 3.5\n", r"not 0\.\.255 integers"),
+    ],
+)
+def test_s3dis_bad_files(tmp_path, content, message):
+    ann = tmp_path / "Area_2" / "room_1" / "Annotations"
+    ann.mkdir(parents=True)
+    (ann / "table_1.txt").write_bytes(content)
+    with pytest.raises((PointCloudReadError, DatasetFormatError), match=message):
+        read_s3dis_room(ann.parent)

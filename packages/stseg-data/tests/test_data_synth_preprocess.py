@@ -58,8 +58,8 @@ def test_scannet_synthetic_layout_and_reader(scannet_raw):
     # every instance carries one semantic class
     for inst in np.unique(cloud.instances[cloud.instances > 0]):
         assert len(np.unique(cloud.labels[cloud.instances == inst])) == 1
-    assert (scannet_raw / "scannetv2_train.txt").read_text() == "scene0000_00\n"
-    assert (scannet_raw / "scannetv2_val.txt").read_text() == "scene0001_00\n"
+    assert (scannet_raw / "scannetv2_train.txt").read_text() == "scene0001_00\n"
+    assert (scannet_raw / "scannetv2_val.txt").read_text() == "scene0000_00\n"
 
 
 def test_synthetic_rooms_cover_all_20_classes_and_are_deterministic():
@@ -87,8 +87,8 @@ def test_preprocess_scannet_resume_and_splits(scannet_raw, tmp_path):
     out = tmp_path / "pre"
     report = preprocess("scannet", scannet_raw, out, workers=1)
     assert len(report.written) == 2 and not report.failed
-    assert (out / "train.txt").read_text() == "train/scene0000_00.ply\n"
-    assert (out / "val.txt").read_text() == "train/scene0001_00.ply\n"
+    assert (out / "train.txt").read_text() == "train/scene0001_00.ply\n"
+    assert (out / "val.txt").read_text() == "train/scene0000_00.ply\n"
     cloud = read_scene(out / "train" / "scene0000_00.ply")
     raw = read_scannet_scene(scannet_raw / "scans" / "scene0000_00")
     np.testing.assert_array_equal(cloud.labels, raw.labels)

@@ -88,6 +88,16 @@ def test_whole_voxel_translation_and_idempotence(cloud, shift):
     np.testing.assert_array_equal(voxelize(centres, size).coords, out.coords)
 
 
+def test_bitwise_repeatable():  # F3 / F4
+    rng = np.random.default_rng(0)
+    xyz, feats, labels = rng.random((5000, 3)), rng.random((5000, 4)), rng.integers(0, 5, 5000)
+    first = voxelize(xyz, 0.05, features=feats, labels=labels)
+    for _ in range(10):
+        again = voxelize(xyz, 0.05, features=feats, labels=labels)
+        for name in ("coords", "features", "labels", "inverse", "index"):
+            assert np.array_equal(getattr(first, name), getattr(again, name))
+
+
 def test_four_d_time_axis_keeps_frames_apart():
     xyz = np.array([[0.01, 0.01, 0.01, 0], [0.02, 0.02, 0.02, 0], [0.01, 0.01, 0.01, 1]])
     out = voxelize(xyz, 0.05, labels=np.array([1, 1, 2]))

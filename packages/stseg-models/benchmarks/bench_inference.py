@@ -23,14 +23,17 @@ import time
 import numpy as np
 
 
-def synthetic_room(quick: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_room(
+    quick: bool, points: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Points on the floor, four walls and box furniture of a room, with colours; float64 / float32.
 
-    Full size: a 6 x 5 m room, 2.4 m walls, ~90 m^2 of surface (about 220k voxels at 2 cm, as a
-    large ScanNet scene) sampled with 900k points. Quick: 2.5 x 2 m, 90k points.
+    Full size: a 5 x 4.2 m room with 2.4 m walls (about 220k voxels at 2 cm, a large ScanNet
+    scene) sampled with 900k points. Quick: 2.5 x 2 m, 90k points. `points` overrides the count.
     """
     rng = np.random.default_rng(seed)
-    (sx, sy, h), n = ((2.5, 2.0, 1.5), 90_000) if quick else ((6.0, 5.0, 2.4), 900_000)
+    (sx, sy, h), n = ((2.5, 2.0, 1.5), 90_000) if quick else ((5.0, 4.2, 2.4), 900_000)
+    n = points or n
     planes = [  # (origin, u, v) rectangles
         ((0, 0, 0), (sx, 0, 0), (0, sy, 0)),
         ((0, 0, 0), (sx, 0, 0), (0, 0, h)),
@@ -58,7 +61,7 @@ def _rss_mb() -> float:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def worker(backend: str, quick: bool, threads: int, device: str) -> dict:
+def worker(backend: str, quick: bool, threads: int, device: str, points: int | None) -> dict:
     """One measurement in this (fresh) process; returns a JSON-able dict."""
     import torch
 
@@ -69,7 +72,7 @@ def worker(backend: str, quick: bool, threads: int, device: str) -> dict:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    xyz, rgb = synthetic_room(quick)
+    xyz, rgb = synthetic_room(quick, points)
     spec = dataset_preset("scannet")
     model = build_model("Res16UNet34C", 3, 20, backend=backend).eval().to(device)
     seg = Segmenter(model, spec, torch.device(device))
@@ -104,6 +107,7 @@ def worker(backend: str, quick: bool, threads: int, device: str) -> dict:
 def _spawn(backend: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--worker", backend, "--threads", str(args.threads)]
     cmd += ["--device", args.device] + (["--quick"] if args.quick else [])
+    cmd += ["--points", str(args.points)] if args.points else []
     env = {**os.environ, "STSEG_SPARSE_BACKEND": backend}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
@@ -117,10 +121,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small room (CI smoke run)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--points", type=int, help="points in the room (default 900k; quick 90k)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.quick, args.threads, args.device)))
+        print(json.dumps(worker(args.worker, args.quick, args.threads, args.device, args.points)))
         return
 
     from stseg_models.sparse import backends
@@ -158,6 +163,7 @@ def main() -> None:
             "benchmark": "inference_res16unet34c",
             "quick": args.quick,
             "threads": args.threads,
+            "device": args.device,
             "machine": platform.machine(),
             "python": platform.python_version(),
             "runs": runs,

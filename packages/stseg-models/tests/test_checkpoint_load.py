@@ -192,7 +192,7 @@ def test_truncated_safetensors_is_a_typed_error(tmp_path, model20):
     path = tmp_path / "w.safetensors"
     save_checkpoint(path, model20, dataset_preset("scannet"))
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(CheckpointReadError, match="not a valid .safetensors"):
+    with pytest.raises(CheckpointReadError, match=r"not a valid \.safetensors"):
         read_checkpoint(path)
 
 
@@ -220,6 +220,7 @@ def test_pickle_gadget_is_refused_and_never_runs(tmp_path, model20, legacy):
     assert not sentinel.exists()
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_raw_pickle_gadget_is_refused_and_never_runs(tmp_path):
     sentinel = tmp_path / "SENTINEL"
     path = tmp_path / "evil.pkl"

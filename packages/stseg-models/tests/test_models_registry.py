@@ -14,13 +14,50 @@ from stseg_models.zoo import build_model, count_parameters, describe, list_model
 TSV = Path(__file__).parent / "data" / "res16unet34c_state_dict.tsv"
 
 DESIGN_NAMES = [
-    *(f"Res16UNet{n}" for n in "14 14A 14A2 14B 14B2 14B3 14C 14D 18 18A 18B 18D 18E 18F".split()),
-    *(f"Res16UNet{n}" for n in "34 34A 34B 34C 50 101".split()),
-    *(f"MinkUNet{n}" for n in "14 18 34 50 101 14A 14B 14C 14D 18A 18B 18D 34A 34B 34C".split()),
-    *(f"ResUNet{n}" for n in "14 18 34 50 101 14D 18D 34D 34E 34F".split()),
-    *(f"ResUNetIN{n}" for n in "14 18 34 34E 50 101".split()),
-    *(f"ResUNetINBN{n}" for n in "14 18 34 34E 50 101".split()),
-    *(f"STRes16UNet{n}" for n in "14 14A 18 18A 34 50 101".split()),
+    *(
+        f"Res16UNet{n}"
+        for n in [
+            "14",
+            "14A",
+            "14A2",
+            "14B",
+            "14B2",
+            "14B3",
+            "14C",
+            "14D",
+            "18",
+            "18A",
+            "18B",
+            "18D",
+            "18E",
+            "18F",
+        ]
+    ),
+    *(f"Res16UNet{n}" for n in ["34", "34A", "34B", "34C", "50", "101"]),
+    *(
+        f"MinkUNet{n}"
+        for n in [
+            "14",
+            "18",
+            "34",
+            "50",
+            "101",
+            "14A",
+            "14B",
+            "14C",
+            "14D",
+            "18A",
+            "18B",
+            "18D",
+            "34A",
+            "34B",
+            "34C",
+        ]
+    ),
+    *(f"ResUNet{n}" for n in ["14", "18", "34", "50", "101", "14D", "18D", "34D", "34E", "34F"]),
+    *(f"ResUNetIN{n}" for n in ["14", "18", "34", "34E", "50", "101"]),
+    *(f"ResUNetINBN{n}" for n in ["14", "18", "34", "34E", "50", "101"]),
+    *(f"STRes16UNet{n}" for n in ["14", "14A", "18", "18A", "34", "50", "101"]),
     "STResTesseract16UNet18A",
     "Mink16UNet34C",
 ]

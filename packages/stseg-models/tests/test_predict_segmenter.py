@@ -159,3 +159,19 @@ def test_4d_checkpoint_is_refused_by_the_3d_segmenter(tmp_path):
     save_checkpoint(tmp_path / "st.pt", model, dataset_preset("synthia4d"))
     with pytest.raises(CheckpointError, match="4D"):
         Segmenter.from_checkpoint(tmp_path / "st.pt")
+
+
+@pytest.mark.parametrize("device", ["gpu7", "cuda:0"])
+def test_unusable_device_is_a_clear_error(scannet_ckpt, device):
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(PredictInputError, match="device"):
+        Segmenter.from_checkpoint(scannet_ckpt, device=device)
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(scannet_ckpt):
+    xyz, rgb = _cloud(2000, seed=5)
+    cpu = Segmenter.from_checkpoint(scannet_ckpt).predict(xyz, rgb)[1]
+    gpu = Segmenter.from_checkpoint(scannet_ckpt, device="cuda").predict(xyz, rgb)[1]
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-3, atol=1e-4)

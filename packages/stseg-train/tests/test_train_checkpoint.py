@@ -44,7 +44,7 @@ def test_round_trip_and_sidecar(tmp_path: Path) -> None:
     assert side == [_sha(path), "a.pth"]
     loaded = load_checkpoint(path)
     assert torch.equal(loaded["state_dict"]["w"], torch.full((64, 64), 2.0))
-    assert loaded["schema_version"] == ckpt.SCHEMA_VERSION
+    assert loaded["train_schema_version"] == ckpt.SCHEMA_VERSION
 
 
 @pytest.mark.parametrize("failure", ["half-then-raise", "enospc"])
@@ -146,12 +146,12 @@ def test_schema_checks(tmp_path: Path) -> None:
     path = tmp_path / "f.pth"
     save_checkpoint(path, _payload())
     payload = load_checkpoint(path)
-    payload["schema_version"] = 99
+    payload["train_schema_version"] = 99
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="schema version 99"):
         load_checkpoint(path, verify=False)
     del payload["optimizer"]
-    payload["schema_version"] = 1
+    payload["train_schema_version"] = 1
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="lacks key.*optimizer"):
         load_checkpoint(path, verify=False)

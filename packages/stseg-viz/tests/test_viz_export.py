@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stseg_data.labels import scannet20_to_nyu40
 from stseg_data.ply import read_ply, read_ply_elements, write_ply
 from stseg_viz.colorize import (
     CORRECT_COLOR,
@@ -14,7 +15,7 @@ from stseg_viz.colorize import (
     colorize_embeddings,
     colorize_instances,
 )
-from stseg_viz.errors import LabelFileError, VizInputError
+from stseg_viz.errors import LabelFileError, PaletteError, VizInputError
 from stseg_viz.export import export_colored_ply
 from stseg_viz.inputs import load_embeddings, load_labels
 from stseg_viz.palettes import SCANNET20_COLORS
@@ -126,3 +127,36 @@ def test_bad_embedding_files(tmp_path: Path) -> None:
     np.save(tmp_path / "nan.npy", np.full((4, 2), np.nan))
     with pytest.raises(LabelFileError, match=r"nan\.npy: embeddings contain NaN"):
         load_embeddings(tmp_path / "nan.npy", 4)
+
+
+def test_nyu40_predictions_are_converted_to_scannet20(room: dict, tmp_path: Path) -> None:
+    # A ScanNet checkpoint's `predict` writes NYU40 ids; the scene holds training ids.
+    nyu = scannet20_to_nyu40(room["pred_labels"])
+    np.save(tmp_path / "nyu.npy", nyu)
+    out = tmp_path / "nyu.ply"
+    export_colored_ply(
+        room["scene"], out, color_by="error", labels=tmp_path / "nyu.npy", label_ids="nyu40"
+    )
+    right = room["pred_labels"] == room["cloud"].labels
+    assert (_rgb255(out)[right] == CORRECT_COLOR).all() and (
+        _rgb255(out)[~right] == WRONG_COLOR
+    ).all()
+    np.save(
+        tmp_path / "toilets.npy", np.full(len(nyu), 33)
+    )  # NYU40 toilet; 1..19 would be ambiguous
+    with pytest.raises(PaletteError, match="NYU40 ids\\? pass --label-ids nyu40"):
+        export_colored_ply(room["scene"], out, color_by="label", labels=tmp_path / "toilets.npy")
+    with pytest.raises(VizInputError, match="use it with --palette scannet20"):
+        export_colored_ply(room["scene"], out, color_by="label", labels=tmp_path / "nyu.npy",
+                           label_ids="nyu40", palette="s3dis")  # fmt: skip
+    # Raw NYU40 ids in the scene itself (ScanNet *.labels.ply): NYU40 classes outside the 20 are ignored.
+    raw = tmp_path / "raw.ply"
+    write_ply(
+        raw,
+        np.zeros((3, 3)) + np.arange(3)[:, None],
+        extra={"label": np.array([1, 22, 33], np.int32)},
+    )
+    coloring = export_colored_ply(
+        raw, tmp_path / "o.ply", color_by="label", scene_label_ids="nyu40"
+    )
+    assert [name for name, _, _ in coloring.legend] == ["wall", "toilet", "ignored"]

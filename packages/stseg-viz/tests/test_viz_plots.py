@@ -131,3 +131,12 @@ def test_bad_logs_name_file_and_line(tmp_path: Path) -> None:
         read_log(log)
     result = CliRunner().invoke(main, ["curves", str(tmp_path / "norun"), "--out", "c.png"])
     assert result.exit_code == 2 and "norun/log.jsonl: no training log" in result.output
+
+
+def test_loss_smoothing_is_a_centred_mean() -> None:
+    from stseg_viz.curves import _smooth
+
+    values = np.random.default_rng(0).normal(size=50)
+    smooth = _smooth(values, window=5)
+    reference = [values[max(i - 2, 0) : i + 3].mean() for i in range(50)]
+    assert np.allclose(smooth, reference)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from stseg_data.pointcloud import PointCloud
-from stseg_viz.colorize import colorize_errors
+from stseg_viz.colorize import colorize_embeddings, colorize_errors
 from stseg_viz.errors import VizInputError
 from stseg_viz.palettes import SCANNET20_COLORS, get_palette
 from stseg_viz.viewer import viewer_html, write_viewer
@@ -76,3 +76,13 @@ def test_script_breaking_names_are_escaped(room: dict) -> None:
     html, _ = viewer_html(room["cloud"], palette=get_palette("scannet20"), title="</script><b>x")
     assert "</script><b>" not in html
     assert _payload(html)["title"] == "</script><b>x"
+
+
+def test_embeddings_add_a_colouring(room: dict) -> None:
+    cloud: PointCloud = room["cloud"]
+    emb = np.c_[cloud.instances, cloud.xyz]
+    html, summary = viewer_html(cloud, palette=get_palette("scannet20"), embeddings=emb)
+    assert summary["modes"] == ["rgb", "label", "instance", "embedding"]
+    colors = np.frombuffer(base64.b64decode(_payload(html)["colors"]["embedding"]), np.uint8)
+    order = np.argsort(cloud.labels, kind="stable")
+    assert np.array_equal(colors.reshape(-1, 3), colorize_embeddings(emb)[order])

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
+from stseg_data.ply import write_ply
 from stseg_viz.viewer import write_viewer
 
 CHROMIUM = next(
@@ -93,6 +94,14 @@ class DevTools:
                 return reply.get("result", {})
             self.events.append(reply)
 
+    def drain(self) -> None:
+        """Move messages that arrived after the last reply into `events`."""
+        while True:
+            try:
+                self.events.append(self._messages.get_nowait())
+            except queue.Empty:
+                return
+
     def close(self) -> None:
         with contextlib.suppress(Exception):  # the browser may already be gone
             self.send("Browser.close")
@@ -151,6 +160,9 @@ class Page:
         return imread(io.BytesIO(base64.b64decode(shot)))[..., :3]
 
     def problems(self) -> list[str]:
+        """Exceptions, console.error calls and error log entries seen so far in this browser."""
+        self.evaluate("1")  # a round trip, so everything logged before it has arrived
+        self.tools.drain()
         found = []
         for event in self.tools.events:
             method, params = event.get("method"), event.get("params", {})
@@ -226,4 +238,18 @@ def test_viewer_loads_draws_and_switches_colouring(browser: DevTools, room: dict
     page.evaluate("document.getElementById('show-all').click()")
     assert _non_background(page.canvas_pixels()).mean() > 0.02
 
+    assert page.problems() == []
+
+
+def test_viewer_of_bare_points_loads_cleanly(browser: DevTools, tmp_path: Path) -> None:
+    # xyz only: one grey colouring, no class toggles, still no console error.
+    scene = tmp_path / "bare.ply"
+    write_ply(scene, np.random.default_rng(0).uniform(0, 1, (2000, 3)))
+    html = tmp_path / "bare.html"
+    write_viewer(scene, html)
+    page = Page(browser)
+    assert page.open(html.as_uri()) == "ready"
+    assert page.evaluate("stsegViewer.modes") == ["rgb"]
+    assert page.evaluate("document.getElementById('color-label').disabled") is True
+    assert _non_background(page.canvas_pixels()).mean() > 0.01
     assert page.problems() == []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import logging
+
 import click
 
 from ssen_instance import __version__
@@ -12,3 +15,121 @@ from stseg_data.cli_support import StsegGroup
 @click.version_option(__version__, prog_name="ssen-instance")
 def main() -> None:
     """ssen-instance: see `ssen-instance COMMAND --help`."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
+def _cluster_options(fn):
+    options = [
+        click.option("--strategy", type=click.Choice(["point", "voxel", "voxel_class", "cell"]),
+                     default="cell", show_default=True, help="Clustering strategy (point = original SSEN)."),
+        click.option("--min-cluster-size", type=int, default=200, show_default=True),
+        click.option("--min-samples", type=int, default=None),
+        click.option("--cluster-epsilon", type=float, default=0.5, show_default=True,
+                     help="HDBSCAN cluster_selection_epsilon."),
+        click.option("--rotations", type=int, default=1, show_default=True,
+                     help="Semantic pass averaged over this many rotations about z."),
+        click.option("--device", default="cpu", show_default=True),
+    ]  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _grouping(strategy: str, min_cluster_size: int, min_samples: int | None, epsilon: float):
+    from ssen_instance.cluster import ClusterParams
+    from ssen_instance.grouping import GroupingConfig
+
+    params = ClusterParams(
+        min_cluster_size=min_cluster_size,
+        min_samples=min_samples,
+        cluster_selection_epsilon=epsilon,
+    )
+    return GroupingConfig(strategy=strategy, params=params)  # type: ignore[arg-type]
+
+
+@main.command()
+@click.option(
+    "--data", required=True, type=click.Path(exists=True), help="SSEN scene file or folder."
+)
+@click.option("--semantic-weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Semantic checkpoint to initialise the backbone from.")  # fmt: skip
+@click.option("--out", required=True, type=click.Path(), help="Run folder.")
+@click.option("--model", default="Mink16UNet34C", show_default=True)
+@click.option("--embedding-dim", type=int, default=8, show_default=True)
+@click.option("--max-iter", type=int, default=60000, show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--save-freq", type=int, default=1000, show_default=True)
+@click.option("--gpus", type=int, default=0, help="Processes on GPUs (torch.distributed, NCCL).")
+@click.option("--procs", type=int, default=0, help="CPU processes (gloo).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out.")
+def train(data, semantic_weights, out, model, embedding_dim, max_iter, batch_size, lr, save_freq,
+          gpus, procs, resume) -> None:  # fmt: skip
+    """Train the embedding network (through stseg-train's trainer)."""
+    from ssen_instance.train import ssen_config, train_instance
+
+    config = ssen_config(
+        data, out, semantic_weights=semantic_weights, model=model, embedding_dim=embedding_dim,
+        max_iter=max_iter, batch_size=batch_size, lr=lr, save_freq=save_freq,
+    )  # fmt: skip
+    train_instance(config, gpus=gpus, procs=procs, resume=resume)
+    click.echo(f"instance checkpoint: {out}/instance.pt")
+
+
+@main.command("eval")
+@click.argument("scenes", type=click.Path(exists=True))
+@click.option("--semantic-weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Semantic checkpoint (required unless --stored-semantic).")  # fmt: skip
+@click.option("--instance-weights", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", default="ssen-eval", show_default=True, type=click.Path(),
+              help="Folder for metrics.json and the predictions.")  # fmt: skip
+@click.option("--stored-semantic", is_flag=True,
+              help="Use the scene files' predicted-semantic column instead of the semantic pass.")  # fmt: skip
+@_cluster_options
+def evaluate(scenes, semantic_weights, instance_weights, out, stored_semantic, strategy,
+             min_cluster_size, min_samples, cluster_epsilon, rotations, device) -> None:  # fmt: skip
+    """ScanNet instance AP over SSEN scene files (SCENE.pt or a folder)."""
+    from ssen_instance.pipeline import evaluate_path, make_segmenter
+
+    if semantic_weights is None and not stored_semantic:
+        raise click.UsageError("pass --semantic-weights S, or --stored-semantic")
+    grouping = _grouping(strategy, min_cluster_size, min_samples, cluster_epsilon)
+    segmenter = make_segmenter(
+        semantic_weights, instance_weights, grouping, rotations=rotations, device=device
+    )
+    metrics = evaluate_path(scenes, segmenter, out=out, stored_semantic=stored_semantic)
+    click.echo(metrics.table())
+    click.echo(f"metrics: {out}/metrics.json")
+
+
+@main.command()
+@click.argument("scene", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(), help="Output folder (benchmark format).")
+@click.option("--semantic-weights", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--instance-weights", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--overwrite", is_flag=True)
+@_cluster_options
+def predict(scene, out, semantic_weights, instance_weights, overwrite, strategy, min_cluster_size,
+            min_samples, cluster_epsilon, rotations, device) -> None:  # fmt: skip
+    """Instances of SCENE (.ply or SSEN .pt) in the ScanNet benchmark format."""
+    from ssen_instance.pipeline import make_segmenter, predict_file
+
+    grouping = _grouping(strategy, min_cluster_size, min_samples, cluster_epsilon)
+    segmenter = make_segmenter(
+        semantic_weights, instance_weights, grouping, rotations=rotations, device=device
+    )
+    index, pred = predict_file(scene, out, segmenter, overwrite=overwrite)
+    click.echo(f"{index}: {len(pred.instances)} instances")
+
+
+@main.command()
+@click.argument("raw", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path())
+@click.option("--semantic-weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Semantic checkpoint for the prediction column (default: ground truth).")  # fmt: skip
+def preprocess(raw, out, semantic_weights) -> None:
+    """ScanNet raw scans (RAW/scans/<scene>/...) -> SSEN N x 9 scene files in OUT."""
+    from ssen_instance.scenes import preprocess_scannet
+
+    summary = preprocess_scannet(raw, out, semantic_weights=semantic_weights)
+    click.echo(json.dumps(summary))

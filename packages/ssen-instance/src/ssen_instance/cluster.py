@@ -8,6 +8,7 @@ inference strategies (per point as the original, or the faster per voxel and per
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ from ssen_instance.errors import InstanceInputError
 from ssen_instance.instances import Instances
 
 IGNORE_LABEL = 255
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,21 @@ def hdbscan_clusters(
     min_samples = params.min_samples or params.min_cluster_size
     if n < max(params.min_cluster_size, min_samples, 2):
         return np.full(n, -1, dtype=np.int64), np.zeros(n)
+    try:
+        return _fit(emb, params, params.cluster_selection_epsilon)
+    except TypeError:
+        # scikit-learn's epsilon search fails ("only 0-dimensional arrays can be converted") when
+        # every cluster lies within epsilon of the others at the root (seen with the near-identical
+        # embeddings of an untrained network); without the epsilon the fit is well defined.
+        log.warning("HDBSCAN epsilon search failed on degenerate embeddings; retrying without it")
+        return _fit(emb, params, 0.0)
+
+
+def _fit(emb: np.ndarray, params: ClusterParams, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
     model = HDBSCAN(
         min_cluster_size=params.min_cluster_size,
         min_samples=params.min_samples,
-        cluster_selection_epsilon=params.cluster_selection_epsilon,
+        cluster_selection_epsilon=epsilon,
         cluster_selection_method=params.cluster_selection_method,
         allow_single_cluster=params.allow_single_cluster,
         leaf_size=params.leaf_size,

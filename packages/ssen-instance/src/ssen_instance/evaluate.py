@@ -89,7 +89,7 @@ class _ClassAccumulator:
         self.scores = [[] for _ in range(self.num_overlaps)]
         self.hard_fn = np.zeros(self.num_overlaps, np.int64)
 
-    def add(self, t: int, true: np.ndarray, score: np.ndarray) -> None:
+    def add(self, t: int | np.integer, true: np.ndarray, score: np.ndarray) -> None:
         self.trues[t].append(np.asarray(true, np.float64))
         self.scores[t].append(np.asarray(score, np.float64))
 
@@ -122,10 +122,10 @@ def _match_class(
         # Unmatched-to-anything predictions are false positives unless mostly on ignored vertices.
         found_gt = (iou[:, :, None] > overlaps[None, None, :]).any(axis=1)  # [P, T]
         is_fp = ~found_gt & (ignore_frac[:, None] <= overlaps[None, :])
-        for t in range(num_t):
-            fp = np.flatnonzero(is_fp[:, t])
+        for t_index in range(num_t):
+            fp = np.flatnonzero(is_fp[:, t_index])
             if fp.size:
-                acc.add(t, np.zeros(fp.size), conf[fp])
+                acc.add(t_index, np.zeros(fp.size), conf[fp])
 
 
 def _scene(
@@ -158,10 +158,10 @@ def _scene(
         flat = np.concatenate([masks[i] for i in keep])
         owner = np.repeat(np.arange(keep.size), sizes[keep])
         inter = np.bincount(owner * g + gt_index[flat], minlength=keep.size * g).reshape(-1, g)
-        void_inter = np.bincount(owner, weights=void[flat], minlength=keep.size)
+        void_inter: np.ndarray = np.bincount(owner, weights=void[flat], minlength=keep.size)
     else:
         inter = np.zeros((0, g), np.int64)
-        void_inter = np.zeros(0)
+        void_inter = np.zeros(0, np.float64)
     p_size, p_label, p_conf = sizes[keep], pred.labels[keep], pred.scores[keep]
 
     for ci, cid in enumerate(class_ids):

@@ -134,8 +134,8 @@ class InstanceSegmenter:
 
     def __init__(
         self,
-        semantic_model: nn.Module,
-        semantic_spec: InferenceSpec,
+        semantic_model: nn.Module | None,
+        semantic_spec: InferenceSpec | None,
         embedding_model: nn.Module,
         embedding_spec: InferenceSpec,
         grouping: GroupingConfig | None = None,
@@ -143,7 +143,7 @@ class InstanceSegmenter:
         rotations: int = 1,
         device: str = "cpu",
     ) -> None:
-        self.semantic_model = semantic_model.eval().to(device)
+        self.semantic_model = None if semantic_model is None else semantic_model.eval().to(device)
         self.semantic_spec = semantic_spec
         self.embedding_model = embedding_model.eval().to(device)
         self.embedding_spec = embedding_spec
@@ -154,21 +154,35 @@ class InstanceSegmenter:
     @classmethod
     def from_checkpoints(
         cls,
-        semantic: str | os.PathLike[str],
+        semantic: str | os.PathLike[str] | None,
         instance: str | os.PathLike[str],
         grouping: GroupingConfig | None = None,
         *,
         rotations: int = 1,
         device: str = "cpu",
     ) -> InstanceSegmenter:
+        emb_model, emb_spec = load_instance_model(instance)
+        if not all(name.startswith("embedding_") for name in emb_spec.class_names):
+            raise InstanceInputError(
+                f"{instance}: not an instance (embedding) checkpoint; its outputs are classes "
+                f"({', '.join(emb_spec.class_names[:3])}, ...)"
+            )
+        if semantic is None:  # semantics come with every scene (predict(..., semantic=...))
+            return cls(
+                None, None, emb_model, emb_spec, grouping, rotations=rotations, device=device
+            )
         ckpt = read_checkpoint(semantic)
         if ckpt.inference is None:
             raise InstanceInputError(
                 f"{semantic}: an original model-zoo file without inference settings; convert it "
                 "with `stseg-models convert` first"
             )
+        if len(ckpt.inference.class_names) != 20:
+            raise InstanceInputError(
+                f"{semantic}: a semantic checkpoint must have the 20 ScanNet classes, this one has "
+                f"{len(ckpt.inference.class_names)} outputs ({', '.join(ckpt.inference.class_names[:3])}, ...)"
+            )
         sem_model, _ = ckpt.build(strict=True)
-        emb_model, emb_spec = load_instance_model(instance)
         return cls(
             sem_model,
             ckpt.inference,
@@ -186,6 +200,10 @@ class InstanceSegmenter:
         times = StageTimes()
         tic = time.perf_counter()
         if semantic is None:
+            if self.semantic_model is None or self.semantic_spec is None:
+                raise InstanceInputError(
+                    "no semantic checkpoint: pass --semantic-weights or use stored semantics"
+                )
             semantic = semantic_pass(
                 self.semantic_model,
                 self.semantic_spec,

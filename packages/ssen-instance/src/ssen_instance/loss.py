@@ -78,6 +78,8 @@ def discriminative_loss(
     instances: torch.Tensor,
     batch: torch.Tensor | None = None,
     config: DiscriminativeLossConfig | None = None,
+    *,
+    check_finite: bool = True,
 ) -> dict[str, torch.Tensor]:
     """SSEN's discriminative loss.
 
@@ -86,6 +88,8 @@ def discriminative_loss(
     batch:      int [N] scene index of each voxel (None: one scene).
     Returns a dict of scalar tensors `loss`, `pull`, `push`, `reg` (already averaged over the
     scenes with at least one instance; all 0, still attached to the graph, when there is none).
+    `check_finite=False` lets non-finite embeddings through to a non-finite loss (the trainer's
+    lockstep non-finite handling then takes over) instead of raising.
     """
     cfg = config or DiscriminativeLossConfig()
     if embeddings.ndim != 2:
@@ -97,7 +101,7 @@ def discriminative_loss(
         )
     if batch is not None and batch.shape != (n,):
         raise InstanceInputError(f"batch must be [N] = [{n}], got {tuple(batch.shape)}")
-    if not bool(torch.isfinite(embeddings).all()):
+    if check_finite and not bool(torch.isfinite(embeddings).all()):
         bad = int((~torch.isfinite(embeddings)).any(dim=1).sum())
         raise InstanceInputError(f"embeddings contain NaN or inf in {bad} of {n} rows")
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from ssen_instance.errors import InstanceInputError
 from stseg_models.checkpoint import InferenceSpec, read_checkpoint, save_checkpoint
+from stseg_models.checkpoint_io import read_checkpoint_file
 from stseg_models.weights import LoadReport, load_weights
 from stseg_models.zoo import build_model
 
@@ -85,7 +86,8 @@ def load_instance_model(path: str | os.PathLike[str]) -> tuple[nn.Module, Infere
     """
     ckpt = read_checkpoint(path)
     if ckpt.inference is None:
-        args = ckpt.extra.get("model_args") or {}
+        payload = read_checkpoint_file(path)  # a trainer checkpoint keeps its model_args here
+        args = payload.get("model_args") if isinstance(payload, dict) else None
         if not args:
             raise InstanceInputError(
                 f"{path}: no model arguments in this file; pass a checkpoint written by "
@@ -103,6 +105,6 @@ def forward_sparse(model: nn.Module, coords: torch.Tensor, features: torch.Tenso
 
     Returns the output features [M, out] in the row order of `coords`.
     """
-    me = model._me  # the sparse engine the model was built with (native or MinkowskiEngine)
+    me: Any = model._me  # the sparse engine the model was built with (native or MinkowskiEngine)
     out = model(me.SparseTensor(features, coords))
     return out.F

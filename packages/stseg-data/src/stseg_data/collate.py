@@ -35,7 +35,8 @@ def collate(
     """
     if not samples:
         raise StsegInputError("collate: empty list of samples")
-    kept, total = [], 0
+    kept: list[dict] = []
+    total = 0
     for sample in samples:
         m = len(sample["coords"])
         if kept and max_points is not None and total + m > max_points:
@@ -60,7 +61,7 @@ def collate(
         inverses.append(np.where(inv >= 0, inv + voxel_offsets[-1], -1))
         voxel_offsets.append(voxel_offsets[-1] + len(c))
         point_offsets.append(point_offsets[-1] + len(inv))
-    batch = {
+    batch: dict = {
         "coords": np.concatenate(coords),
         "features": np.concatenate([s["features"] for s in kept]).astype(np.float32),
         "inverse": np.concatenate(inverses).astype(np.int64),

@@ -65,3 +65,55 @@ def torch_collate(samples: list[dict], max_points: int | None = None) -> dict:
 def make_collate_fn(max_points: int | None = None):
     """A picklable collate function for DataLoader workers."""
     return partial(torch_collate, max_points=max_points)
+
+
+class SequenceDataset:
+    """Temporal windows of consecutive preprocessed frames (Synthia4D) -> 4D voxelized samples
+    (coords x, y, z, t). Frames are grouped by their first path component under root."""
+
+    def __init__(self, root: str | os.PathLike[str], frames: list, config: PipelineConfig, *, train: bool,
+                 length: int = 3, dilation: int = 1, seed: int = 0) -> None:  # fmt: skip
+        from stseg_data.synthia import group_sequences, temporal_windows
+
+        sequences = group_sequences([Path(f) for f in frames], root)
+        self.windows = [
+            w for seq in sequences.values() for w in temporal_windows(seq, length, dilation)
+        ]
+        self.config, self.train, self.seed, self.epoch = config, train, seed, 0
+
+    @classmethod
+    def from_split(cls, root: str | os.PathLike[str], list_file: str | os.PathLike[str], *, train: bool,
+                   voxel_size: float | None = None, **kw) -> SequenceDataset:  # fmt: skip
+        return cls(
+            root,
+            read_split(list_file, root),
+            config_for("synthia4d", voxel_size),
+            train=train,
+            **kw,
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> dict:
+        from stseg_data.pipelines import prepare_sample
+
+        clouds = [read_scene(p) for p in self.windows[index]]
+        xyzt = np.concatenate(
+            [np.column_stack([c.xyz, np.full(len(c), t)]) for t, c in enumerate(clouds)]
+        )
+        rgb = (
+            None if any(c.rgb is None for c in clouds) else np.concatenate([c.rgb for c in clouds])
+        )
+        labels = (
+            None
+            if any(c.labels is None for c in clouds)
+            else np.concatenate([c.labels for c in clouds])
+        )
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        sample = prepare_sample(xyzt, rgb, labels, self.config, train=self.train, rng=rng)
+        sample["name"] = str(self.windows[index][0])
+        return sample

@@ -46,6 +46,19 @@ def read_scene(path: str | os.PathLike[str], *, drop_nonfinite: bool = False) ->
     )
 
 
+def list_scene_files(
+    folder: str | os.PathLike[str], suffixes: tuple[str, ...] = (".ply",)
+) -> list[Path]:
+    """Sorted scene files (by suffix, recursively) of a generic folder; none found is an error."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise PointCloudReadError(f"{root}: not a folder")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    if not files:
+        raise PointCloudReadError(f"{root}: no scene files with suffix {', '.join(suffixes)}")
+    return files
+
+
 def _finish(columns: dict[str, np.ndarray], path: Path, drop_nonfinite: bool) -> PointCloud:
     return vertex_to_pointcloud(columns, str(path), drop_nonfinite=drop_nonfinite)
 

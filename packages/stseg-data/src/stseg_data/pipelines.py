@@ -2,7 +2,8 @@
 
 A sample is a dict of numpy arrays:
   coords   int32 [M, D]   voxel coordinates (D = 3, or 4 with time for Synthia4D windows)
-  features float32 [M, 3] voxel colour minus 0.5 (zeros - 0.5 when the scene has no colour)
+  features float32 [M, 3] voxel colour minus 0.5 (a scene without colour is an error unless
+                          the config sets `fill_color`, RELIABILITY F7)
   labels   int64 [M]      voxel labels (255 ignore), or absent when the scene has none
   inverse  int64 [N]      voxel row of every input point (after dropout in training)
   index    int64 [M]      representative point of each voxel
@@ -35,6 +36,7 @@ class PipelineConfig:
     translation: tuple[tuple[float, float], ...] = ((-0.2, 0.2), (-0.2, 0.2), (0.0, 0.0))
     clip_bounds: tuple | None = None
     chromatic: bool = True
+    fill_color: float | None = None  # colour in [0, 1] used for scenes without colour
     extra: dict = field(default_factory=dict)
 
 
@@ -98,18 +100,25 @@ def prepare_sample(
     if train and rng is None:
         raise StsegInputError("training pipelines need a numpy Generator (rng)")
     xyz = np.asarray(xyz, dtype=np.float64)
-    if train:
+    if train and rng is not None:
         keep = A.random_dropout(len(xyz), rng, config.dropout)
         xyz = xyz[keep]
         rgb = None if rgb is None else rgb[keep]
         labels = None if labels is None else labels[keep]
         xyz = augment_geometry(xyz, rng, config)
-    colour = np.zeros((len(xyz), 3), np.float32) if rgb is None else np.asarray(rgb, np.float32)
-    vox = voxelize(
-        xyz, config.voxel_size, features=colour, labels=labels, clip_bounds=config.clip_bounds
+    if rgb is None and config.fill_color is None:
+        raise StsegInputError(
+            "the model expects 3 colour channels but the scene has none; set fill_color in the "
+            "pipeline config (--fill-color) to use a constant colour"
+        )
+    colour = (
+        np.full((len(xyz), 3), config.fill_color, np.float32)
+        if rgb is None
+        else np.asarray(rgb, np.float32)
     )
-    features = vox.features
-    if train and config.chromatic and rgb is not None:
+    vox = voxelize(xyz, config.voxel_size, labels=labels, clip_bounds=config.clip_bounds)
+    features = colour[vox.index]
+    if train and rng is not None and config.chromatic and rgb is not None:
         features = augment_color(features, rng)
     features = (features - 0.5).astype(np.float32)
     if not np.isfinite(features).all():

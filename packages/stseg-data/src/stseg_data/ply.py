@@ -71,8 +71,9 @@ def _parse_binary(data: bytes, header: PlyHeader, path: str) -> dict[str, Column
                 f"(file size {len(data)}); data ends in row {remaining // max(row.itemsize, 1)}"
             )
         arr = np.frombuffer(data, dtype=row, count=element.count, offset=offset)
-        out[element.name] = {name: arr[name].astype(arr[name].dtype.newbyteorder("="))
-                             for name in row.names}  # fmt: skip
+        out[element.name] = {
+            name: arr[name].astype(arr[name].dtype.newbyteorder("=")) for name in row.names or ()
+        }
         offset += need
     if offset != len(data):
         raise PointCloudReadError(
@@ -164,7 +165,7 @@ def vertex_to_pointcloud(vertex: Columns, path: str, *, drop_nonfinite: bool = F
         if bad.size == xyz.shape[0]:
             raise PointCloudReadError(f"{path}: all {bad.size} points have non-finite coordinates")
     cloud = PointCloud(xyz=xyz, rgb=rgb, labels=labels, instances=instances, path=path)
-    return cloud if finite.all() else cloud.subset(finite)
+    return cloud if finite.all() else cloud.subset(np.asarray(finite))
 
 
 def _colors(vertex: Columns, path: str) -> np.ndarray | None:

@@ -67,7 +67,10 @@ def write_training_ply(path: str | os.PathLike[str], cloud: PointCloud, comment:
     if labels.min() < 0 or labels.max() > IGNORE_LABEL:
         raise StsegInputError(f"{cloud.path}: training labels outside [0, 255]")
     precise = float(np.abs(cloud.xyz).max()) < 1e5  # float32 spacing below 0.01 units
-    extra = {"label": labels.astype(np.uint16), "instance": instances.astype(np.int32)}
+    extra: dict[str, np.ndarray] = {
+        "label": labels.astype(np.uint16),
+        "instance": instances.astype(np.int32),
+    }
     rgb = None if cloud.rgb is None else cloud.rgb
     write_ply(path, cloud.xyz.astype(np.float32 if precise else np.float64), rgb, extra,
               comments=(f"stseg preprocessed {comment}".strip(),))  # fmt: skip
@@ -192,4 +195,6 @@ def _collect(results, report: PreprocessReport, bar) -> None:
         report.unknown_labels += unknown
         if status == "failed":
             bar.write(f"failed: {name}: {message}")
+        if unknown:  # F14: per-scene count of ids outside the class map
+            bar.write(f"{name}: {unknown} points with labels outside the class map set to ignore")
         bar.update(1)

@@ -59,8 +59,8 @@ class MeshBuilder:
         """Add the surface sampled on a grid of about `spacing`; sizes are its lengths along s, t."""
         ns = max(2, int(np.ceil(size_s / self.spacing)) + 1)
         nt = max(2, int(np.ceil(size_t / self.spacing)) + 1)
-        s, t = np.meshgrid(np.linspace(0, 1, ns), np.linspace(0, 1, nt), indexing="ij")
-        s, t = s.ravel(), t.ravel()
+        grid_s, grid_t = np.meshgrid(np.linspace(0, 1, ns), np.linspace(0, 1, nt), indexing="ij")
+        s, t = grid_s.ravel(), grid_t.ravel()
         xyz = surface(s, t)
         if self.pose is not None:
             xyz = xyz @ self.pose[0].T + self.pose[1]

@@ -113,13 +113,21 @@ class Room:
 
     def _opening_surfaces(self, c: MeshBuilder, a, b, z0, z1, kind) -> None:
         inst, lab = self.new_instance(kind), obj.NYU40[kind]
-        col, depth = obj.color(self.rng, kind), 0.06 if kind == "door" else 0.15
+        col, depth = obj.color(self.rng, kind), 0.1 if kind == "door" else 0.15
         for x in (a, b):  # reveals between the wall plane and the recessed panel
             c.rect((x, -depth, z0), (0, depth, 0), (0, 0, z1 - z0), lab, inst, col, holes=False)
         c.rect((a, -depth, z1), (b - a, 0, 0), (0, depth, 0), lab, inst, col, holes=False)
         if kind == "door":
             c.rect((a, -depth, 0), (b - a, 0, 0), (0, 0, z1), lab, inst, col)
-            c.box((b - 0.12, 0.0, 1.0), (b - 0.06, 0.06, 1.05), lab, inst, obj.DGREY, holes=False)
+            handle = (-depth, -depth + 0.06)
+            c.box(
+                (b - 0.12, handle[0], 1.0),
+                (b - 0.06, handle[1], 1.05),
+                lab,
+                inst,
+                obj.DGREY,
+                holes=False,
+            )
         else:  # glass is badly scanned: a sparse, holey pane, plus a sill into the room
             hole_rate, c.hole_rate = c.hole_rate, 1.0
             c.rect((a, -depth, z0), (b - a, 0, 0), (0, 0, z1 - z0), lab, inst, col)

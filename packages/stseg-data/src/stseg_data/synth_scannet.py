@@ -132,8 +132,9 @@ def write_label_tsv(root: Path) -> None:
 
 
 def write_splits(root: Path, scenes: list[str], prefix: str = "scannetv2") -> None:
-    """Train/val split files: every fifth scene (index 4, 9, ...) is validation (at least one)."""
-    val = [s for i, s in enumerate(scenes) if i % 5 == 4] or scenes[-1:]
+    """Train/val split files: one scene in five is validation (indices 0, 6, 12, 18, 24, 25, ...),
+    chosen so that the validation rooms cycle through the five room types (index % 5)."""
+    val = [s for i, s in enumerate(scenes) if i % 5 == (i // 5) % 5]
     train = [s for s in scenes if s not in val] or scenes
     for name, items in (("train", train), ("val", val)):
         with atomic_write(root / f"{prefix}_{name}.txt", "w") as handle:

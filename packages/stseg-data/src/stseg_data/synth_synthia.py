@@ -46,7 +46,7 @@ def _static(rng: np.random.Generator, spacing: float) -> MeshBuilder:
         while x < LENGTH:  # buildings and fenced gaps alternate
             w = rng.uniform(8, 20)
             if rng.random() < 0.7:
-                depth, h = rng.uniform(6, 12), rng.uniform(6, 18)
+                depth, h = rng.uniform(4, 8), rng.uniform(4, 9)
                 yb = fence_y if sign > 0 else fence_y - depth
                 b.box((x, yb, 0), (x + w, yb + depth, h), BUILDING, 0, _tint(rng, BUILDING))
             else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -67,6 +68,17 @@ def validate_cloud(
     return xyz, rgb
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A usable torch device, or `PredictInputError` (unknown name, CUDA not available)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise PredictInputError(f"unknown device {device!r} ({error})") from error
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise PredictInputError(f"device {device!r} requested but CUDA is not available here")
+    return dev
+
+
 def _output_rows(output_coords: torch.Tensor, input_coords: torch.Tensor) -> torch.Tensor | None:
     """Row of the output for each input voxel, or None when the backend kept the input order."""
     if torch.equal(output_coords, input_coords):
@@ -112,6 +124,7 @@ class Segmenter:
         from stseg_models.weights import load_weights
         from stseg_models.zoo import build_model
 
+        dev = resolve_device(device)
         ckpt: Checkpoint = read_checkpoint(path)
         spec = ckpt.inference
         args = dict(ckpt.model_args)
@@ -138,7 +151,6 @@ class Segmenter:
                 "Segmenter predicts 3D point clouds only"
             )
         load_weights(model, ckpt.state_dict, strict=True, where=str(path))
-        dev = torch.device(device)
         return cls(model.to(dev).eval(), spec, dev)
 
     @property
@@ -157,7 +169,7 @@ class Segmenter:
             feats = torch.from_numpy(vox.features.astype(np.float32))
             feats = feats * self.spec.color_scale + self.spec.color_offset
         batch = torch.zeros(len(coords), 1, dtype=torch.int32)
-        me = self.model._me  # type: ignore[attr-defined]
+        me = cast(Any, self.model)._me  # the sparse backend the network was built with
         field_coords = torch.cat([batch, coords], 1).to(self.device)
         x = me.SparseTensor(feats.to(self.device), coordinates=field_coords)
         out = self.model(x)

@@ -131,11 +131,26 @@ def fetch_sdist(python: Path, dest: Path, log: Path) -> Path:
     Run inside the build environment because pip prepares the sdist's metadata, which imports
     numpy.distutils and torch.
     """
-    cmd = [str(python), "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation"]
-    _run([*cmd, f"MinkowskiEngine=={ME_VERSION}", "-d", str(dest)], "downloading the MinkowskiEngine sdist", log=log)
+    cmd = [
+        str(python),
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--no-build-isolation",
+    ]
+    _run(
+        [*cmd, f"MinkowskiEngine=={ME_VERSION}", "-d", str(dest)],
+        "downloading the MinkowskiEngine sdist",
+        log=log,
+    )
     found = sorted(dest.glob(f"MinkowskiEngine-{ME_VERSION}.tar.gz"))
     if not found:
-        raise MinkowskiBuildError(f"pip download produced no MinkowskiEngine-{ME_VERSION}.tar.gz (see {log})")
+        raise MinkowskiBuildError(
+            f"pip download produced no MinkowskiEngine-{ME_VERSION}.tar.gz (see {log})"
+        )
     return found[0]
 
 

@@ -165,10 +165,10 @@ def predict_paths(
         if on_done is not None:
             on_done()
     if summary.failed:
-        error = PredictBatchError(summary.report())
+        batch_error = PredictBatchError(summary.report())
         if all(isinstance(e, StsegInputError) for e in summary.failed.values()):
-            error.exit_code = 2
-        raise error
+            batch_error.exit_code = 2
+        raise batch_error
     return summary
 
 

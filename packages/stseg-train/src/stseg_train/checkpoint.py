@@ -10,6 +10,8 @@ its sha256 sidecar; a file without a matching sidecar is not trusted. Loading us
 `torch.load(weights_only=True)` only. A checkpoint holds the model (`state_dict`, the original
 model zoo's key, plus `model_name` and `model_args`), the resolved config, the iteration, epoch and
 in-epoch batch index, optimizer, scheduler and AMP-scaler state, and every rank's RNG state.
+For real models it is also an stseg-models checkpoint (`format`, `model`, `inference` keys), so
+`stseg-models predict --weights <run>/checkpoints/best.pth` works on it directly.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from stseg_train.errors import CheckpointError, NonFiniteError
 SCHEMA_VERSION = 1
 REQUIRED_KEYS = frozenset(
     {
-        "schema_version",
+        "train_schema_version",
         "state_dict",
         "model_name",
         "model_args",
@@ -77,7 +79,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
             "the previous checkpoint is unchanged"
         )
     buffer = io.BytesIO()
-    torch.save({"schema_version": SCHEMA_VERSION, **payload}, buffer)
+    torch.save({**payload, "train_schema_version": SCHEMA_VERSION}, buffer)
     blob = buffer.getvalue()
     digest = hashlib.sha256(blob).hexdigest()
     with atomic_write(path, "wb") as handle:
@@ -114,7 +116,7 @@ def load_checkpoint(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
         raise CheckpointError(f"corrupt: {path} (cannot be read: {error})") from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: not a stseg-train checkpoint (top level is not a dict)")
-    version = payload.get("schema_version")
+    version = payload.get("train_schema_version")
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint schema version {version!r} is not supported "

@@ -37,6 +37,7 @@ class TrainConfig:
     dataset: str = "scannet"
     data: str = ""
     out: str = ""
+    weights: str = ""  # fine-tuning: initial weights (model only, loaded leniently)
     # model
     model: str = "Res16UNet34C"
     num_classes: int = 20
@@ -71,6 +72,7 @@ class TrainConfig:
     val_split: str = "val"
     augment: bool = True
     num_workers: int = 0
+    threads: int = 0  # torch CPU threads per process; 0 = torch's default (or cores / processes)
     temporal_window: int = 3  # frames per 4D sample (synthia4d)
     # bookkeeping
     seed: int = 42
@@ -115,7 +117,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     "synthia4d": {
         "model": "STRes16UNet14",
-        "voxel_size": 0.05,
+        "voxel_size": 30.0,  # Synthia4D is in centimetres (stseg-data pipeline recipe)
         "num_classes": 12,
         "dimension": 4,
         "batch_size": 4,
@@ -253,11 +255,21 @@ def resolve_config(
     config_file: str | Path | None = None,
     options: dict[str, Any] | None = None,
     sets: typing.Sequence[str] = (),
+    base: dict[str, Any] | None = None,
 ) -> TrainConfig:
-    """Defaults, then the dataset recipe, then the file, then CLI options (None = unset), then --set."""
+    """Defaults, then the dataset recipe, then the file, then CLI options (None = unset), then --set.
+
+    `base` (a saved run's config, for --resume) replaces defaults and recipe; `dataset` is still
+    set from the command, so resuming a run of another dataset is caught by `identity_diff`.
+    """
     if dataset not in DATASETS:
         raise TrainInputError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-    config = apply_overrides(TrainConfig(dataset=dataset), RECIPES[dataset], f"recipe {dataset}")
+    if base is not None:
+        config = apply_overrides(config_from_dict(base), {"dataset": dataset}, "command")
+    else:
+        config = apply_overrides(
+            TrainConfig(dataset=dataset), RECIPES[dataset], f"recipe {dataset}"
+        )
     if config_file is not None:
         config = apply_overrides(config, load_config_file(config_file), str(config_file))
     given = {k: v for k, v in (options or {}).items() if v is not None}

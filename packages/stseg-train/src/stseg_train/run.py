@@ -85,7 +85,9 @@ def worker(
 ) -> TrainState:
     """The body of every training process (single, spawned, or torchrun-launched)."""
     ctx = context_from_env(config.dist_timeout_s, prefer_cuda=_wants_cuda(config))
-    if ctx.distributed and ctx.device == "cpu":
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    elif ctx.distributed and ctx.device == "cpu":
         # Share the cores between the local processes instead of oversubscribing them.
         local = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
@@ -130,6 +132,26 @@ def train(
     if not config.out:
         raise TrainInputError("no run directory: pass --out RUN")
     prepare_run_dir(config, resume=resume)
+    return launch_training(
+        config,
+        components,
+        resume=resume,
+        restart_from_scratch=restart_from_scratch,
+        gpus=gpus,
+        procs=procs,
+    )
+
+
+def launch_training(
+    config: TrainConfig,
+    components: ComponentsFactory,
+    *,
+    resume: bool = False,
+    restart_from_scratch: bool = False,
+    gpus: int = 0,
+    procs: int = 0,
+) -> TrainState | None:
+    """Run `worker` here or in spawned processes, in an already prepared run directory."""
     nprocs = gpus or procs
     if nprocs > 1 and "WORLD_SIZE" not in os.environ:
         if procs:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import json
 import logging
 import math
 import signal
@@ -22,6 +23,7 @@ from typing import Any
 
 import torch
 
+from stseg_data.atomic import atomic_write
 from stseg_train import __version__
 from stseg_train.batches import BatchStream, Position
 from stseg_train.checkpoint import CheckpointManager
@@ -61,6 +63,7 @@ class Components:
     train_set: Any  # torch Dataset indexed by (index, seed) tuples
     collate: Callable[[list[Any]], dict[str, Any]]
     evaluate: Callable[[torch.nn.Module], dict[str, Any]] | None = None  # -> metrics.summarize()
+    export_meta: dict[str, Any] = field(default_factory=dict)  # stseg-models checkpoint keys
 
 
 @dataclass
@@ -195,6 +198,7 @@ class Trainer:
                 f"iteration {self.state.iteration}: parameters differ across ranks ({digests})"
             )
         return {
+            **self.parts.export_meta,
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "model_name": self.parts.model_name,
             "model_args": dict(self.parts.model_args),
@@ -353,6 +357,12 @@ class Trainer:
             self.save("best")
         barrier(self.ctx)
 
+    def _write_metrics(self) -> None:
+        if self.ctx.is_main and self.state.last_metrics is not None:
+            record = {"iteration": self.state.iteration, **self.state.last_metrics}
+            with atomic_write(self.run_dir / "metrics.json", "w") as handle:
+                json.dump(record, handle, indent=2)
+
     def _install_sigterm(self) -> Callable[[], None]:
         try:
             previous = signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -409,6 +419,7 @@ class Trainer:
                     self.save()
             if self.state.iteration >= config.max_iter:
                 self.save("final")
+                self._write_metrics()
         finally:
             uninstall()
             monitor.close()

@@ -1,17 +1,20 @@
 """The `stseg-viz` command line: a thin Click layer over the library (one call per command).
 
+Option names equal the library functions' keyword arguments, so each command passes them through.
 Library modules are imported inside each command so `stseg-viz --help` does not load matplotlib.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from stseg_data.cli_support import StsegGroup
 from stseg_viz import __version__
 from stseg_viz.coloring import COLOR_MODES
+from stseg_viz.inputs import LABEL_ID_SPACES
 from stseg_viz.palettes import IGNORE_LABEL, PALETTE_NAMES
 from stseg_viz.raster import VIEWS
 
@@ -32,6 +35,15 @@ _embeddings = click.option(
 _palette = click.option(
     "--palette", type=click.Choice(PALETTE_NAMES), default="scannet20", show_default=True,
     help="Label colours and class names.",
+)  # fmt: skip
+_label_ids = click.option(
+    "--label-ids", type=click.Choice(LABEL_ID_SPACES), default="train", show_default=True,
+    help="Ids in the --labels / PRED file: train (the palette's ids) or nyu40 (raw NYU40 ids, "
+    "as ScanNet checkpoints' predictions), converted to the scannet20 classes.",
+)  # fmt: skip
+_scene_label_ids = click.option(
+    "--scene-label-ids", type=click.Choice(LABEL_ID_SPACES), default="train", show_default=True,
+    help="Ids of the labels stored in the scene file (nyu40 for raw ScanNet *.labels.ply).",
 )  # fmt: skip
 _ignore = click.option(
     "--ignore-label", type=int, default=IGNORE_LABEL, show_default=True,
@@ -57,19 +69,15 @@ def main() -> None:
 @_labels
 @_embeddings
 @_palette
+@_label_ids
+@_scene_label_ids
 @_ignore
 @_out
-def export(
-    scene: Path, color_by: str, labels: Path | None, embeddings: Path | None, palette: str,
-    ignore_label: int, out: Path,
-) -> None:  # fmt: skip
+def export(scene: Path, out: Path, **options: Any) -> None:
     """Write SCENE as a PLY whose vertex colours show the chosen colouring."""
     from stseg_viz.export import export_colored_ply
 
-    export_colored_ply(
-        scene, out, color_by=color_by, labels=labels, embeddings=embeddings, palette=palette,
-        ignore_label=ignore_label,
-    )  # fmt: skip
+    export_colored_ply(scene, out, **options)
     click.echo(f"wrote {out}")
 
 
@@ -79,6 +87,8 @@ def export(
 @_labels
 @_embeddings
 @_palette
+@_label_ids
+@_scene_label_ids
 @_ignore
 @_view
 @_cutaway
@@ -88,19 +98,11 @@ def export(
     "--point-size", type=click.IntRange(1, 15), default=None, help="Pixels (default: auto)."
 )
 @_out
-def render(
-    scene: Path, color_by: str, labels: Path | None, embeddings: Path | None, palette: str,
-    ignore_label: int, view: str, cutaway: bool, legend: bool, title: str | None,
-    point_size: int | None, out: Path,
-) -> None:  # fmt: skip
+def render(scene: Path, out: Path, **options: Any) -> None:
     """Render SCENE to a PNG picture."""
     from stseg_viz.render import render_scene
 
-    render_scene(
-        scene, out, color_by=color_by, labels=labels, embeddings=embeddings, palette=palette,
-        ignore_label=ignore_label, view=view, cutaway=cutaway, legend=legend, title=title,
-        point_size=point_size,
-    )  # fmt: skip
+    render_scene(scene, out, **options)
     click.echo(f"wrote {out}")
 
 
@@ -108,25 +110,21 @@ def render(
 @click.argument("pred", type=_path)
 @click.argument("gt", type=_path)
 @_palette
+@_label_ids
+@_scene_label_ids
 @_ignore
 @_view
 @_cutaway
 @click.option("--title", default=None)
 @_out
-def compare(
-    pred: Path, gt: Path, palette: str, ignore_label: int, view: str, cutaway: bool,
-    title: str | None, out: Path,
-) -> None:  # fmt: skip
+def compare(pred: Path, gt: Path, out: Path, **options: Any) -> None:
     """Input colours, prediction PRED, ground truth GT and errors side by side in one PNG.
 
     PRED: per-point labels (.txt, .npy or .ply with `label`); GT: the scene with true labels.
     """
     from stseg_viz.render import compare_scenes
 
-    result = compare_scenes(
-        pred, gt, out, palette=palette, ignore_label=ignore_label, view=view, title=title,
-        cutaway=cutaway,
-    )  # fmt: skip
+    result = compare_scenes(pred, gt, out, **options)
     click.echo(f"wrote {out} (accuracy {100 * result['accuracy']:.2f} %)")
 
 
@@ -135,21 +133,17 @@ def compare(
 @_labels
 @_embeddings
 @_palette
+@_label_ids
+@_scene_label_ids
 @_ignore
 @click.option("--max-points", type=click.IntRange(min=1), default=500_000, show_default=True)
 @click.option("--title", default=None)
 @_out
-def html(
-    scene: Path, labels: Path | None, embeddings: Path | None, palette: str, ignore_label: int,
-    max_points: int, title: str | None, out: Path,
-) -> None:  # fmt: skip
+def html(scene: Path, out: Path, **options: Any) -> None:
     """Write a self-contained interactive HTML viewer of SCENE (opens offline)."""
     from stseg_viz.viewer import write_viewer
 
-    summary = write_viewer(
-        scene, out, labels=labels, embeddings=embeddings, palette=palette,
-        ignore_label=ignore_label, max_points=max_points, title=title,
-    )  # fmt: skip
+    summary = write_viewer(scene, out, **options)
     click.echo(f"wrote {out} ({summary['shown']:,} points, {summary['bytes'] / 1e6:.1f} MB)")
 
 

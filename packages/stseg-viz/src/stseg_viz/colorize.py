@@ -43,9 +43,14 @@ def colorize_labels(
     outside = ~ignored & (labels >= len(palette))
     if outside.any():
         bad = np.unique(labels[outside])
+        hint = "choose another --palette"
+        if palette.name == "scannet20" and bad.max() <= 40:
+            hint = (
+                "NYU40 ids? pass --label-ids nyu40 (or --scene-label-ids nyu40), or --palette nyu40"
+            )
         raise PaletteError(
             f"{where}: label ids {_few(bad)} are outside the {palette.name} palette "
-            f"(0..{len(palette) - 1}, ignore {ignore_label} or negative); choose another --palette"
+            f"(0..{len(palette) - 1}, ignore {ignore_label} or negative); {hint}"
         )
     colors = np.empty((labels.shape[0], 3), dtype=np.uint8)
     colors[~ignored] = palette.colors[labels[~ignored]]

@@ -113,12 +113,14 @@ def plot_curves(run: str | os.PathLike[str], out: str | os.PathLike[str]) -> dic
     return {name: len(values) for name, values in series.items()}
 
 
-def _smooth(values: np.ndarray, window: int = 20) -> np.ndarray:
-    """Trailing moving average (same length), to see the trend of a noisy loss."""
-    cumulative = np.cumsum(np.insert(values, 0, 0.0))
-    idx = np.arange(1, len(values) + 1)
-    start = np.maximum(idx - window, 0)
-    return (cumulative[idx] - cumulative[start]) / (idx - start)
+def _smooth(values: np.ndarray, window: int = 21) -> np.ndarray:
+    """Centred moving average (same length, shrinking at the ends), to show a noisy loss's trend."""
+    half = window // 2
+    cumulative = np.concatenate([[0.0], np.cumsum(values)])
+    index = np.arange(len(values))
+    start = np.maximum(index - half, 0)
+    stop = np.minimum(index + half + 1, len(values))
+    return (cumulative[stop] - cumulative[start]) / (stop - start)
 
 
 def _number(value: object) -> float | None:

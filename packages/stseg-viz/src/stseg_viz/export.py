@@ -21,6 +21,8 @@ def export_colored_ply(
     labels: str | os.PathLike[str] | None = None,
     embeddings: str | os.PathLike[str] | None = None,
     palette: str = "scannet20",
+    label_ids: str = "train",
+    scene_label_ids: str = "train",
     ignore_label: int = IGNORE_LABEL,
 ) -> Coloring:
     """Write `out` (binary PLY: x, y, z, uchar red/green/blue, plus label/instance fields kept).
@@ -28,7 +30,14 @@ def export_colored_ply(
     `labels` is an optional per-point file (.txt, .npy, or .ply with a `label` field). Returns the
     colouring used (colours and legend). The write is atomic.
     """
-    cloud, values, emb = load_inputs(scene, labels, embeddings)
+    cloud, values, emb = load_inputs(
+        scene,
+        labels,
+        embeddings,
+        label_ids=label_ids,
+        scene_label_ids=scene_label_ids,
+        palette=palette,
+    )
     coloring = scene_colors(
         cloud,
         color_by,

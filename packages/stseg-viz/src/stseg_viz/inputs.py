@@ -12,10 +12,13 @@ import numpy as np
 
 from stseg_data.errors import StsegInputError
 from stseg_data.io import read_scene
+from stseg_data.labels import nyu40_to_scannet20
 from stseg_data.ply import read_ply_elements
 from stseg_data.pointcloud import PointCloud
 from stseg_viz.errors import LabelFileError, VizInputError
 
+#: Id spaces of `--label-ids` / `--scene-label-ids`.
+LABEL_ID_SPACES = ("train", "nyu40")
 #: Vertex properties accepted as "the labels" of a PLY labels file, in order of preference.
 PLY_LABEL_FIELDS = ("label", "labels", "pred", "prediction", "semantic", "class")
 
@@ -33,13 +36,43 @@ def load_inputs(
     scene: str | os.PathLike[str],
     labels: str | os.PathLike[str] | None = None,
     embeddings: str | os.PathLike[str] | None = None,
+    *,
+    label_ids: str = "train",
+    scene_label_ids: str = "train",
+    palette: str = "scannet20",
 ) -> tuple[PointCloud, np.ndarray | None, np.ndarray | None]:
-    """(cloud, labels [N] or None, embeddings [N, D] or None), all checked against the scene."""
+    """(cloud, labels [N] or None, embeddings [N, D] or None), all checked against the scene.
+
+    `label_ids` / `scene_label_ids` say which ids the labels file / the scene's own labels hold:
+    "train" (the palette's ids, used as they are) or "nyu40" (raw NYU40 ids, as ScanNet files and
+    `stseg-models predict` with a ScanNet checkpoint write them), converted to the ScanNet 20-class
+    ids; NYU40 classes outside the benchmark become ignored.
+    """
     cloud = load_scene(scene)
     n = len(cloud)
     values = None if labels is None else load_labels(labels, n, scene=str(scene))
     emb = None if embeddings is None else load_embeddings(embeddings, n, scene=str(scene))
+    values = to_palette_ids(values, label_ids, palette, "--label-ids")
+    if cloud.labels is not None and scene_label_ids != "train":
+        converted = to_palette_ids(cloud.labels, scene_label_ids, palette, "--scene-label-ids")
+        cloud = PointCloud(cloud.xyz, cloud.rgb, converted, cloud.instances, cloud.path)
     return cloud, values, emb
+
+
+def to_palette_ids(
+    values: np.ndarray | None, ids: str, palette: str, option: str = "--label-ids"
+) -> np.ndarray | None:
+    """`values` in the palette's id space; see `load_inputs`."""
+    if values is None or ids == "train":
+        return values
+    if ids != "nyu40":
+        raise VizInputError(f"{option} must be one of {', '.join(LABEL_ID_SPACES)}, not {ids!r}")
+    if palette != "scannet20":
+        raise VizInputError(
+            f"{option} nyu40 converts to the ScanNet 20 classes: use it with --palette scannet20 "
+            "(or draw raw NYU40 ids with --palette nyu40)"
+        )
+    return nyu40_to_scannet20(values)
 
 
 def check_cloud(cloud: PointCloud, where: str) -> PointCloud:

@@ -30,6 +30,7 @@ from stseg_viz.errors import VizInputError
 from stseg_viz.render import save_png
 
 PER_CLASS_KEYS = ("iou", "ap", "ap50", "ap25")
+DISPLAY_NAMES = {"iou": "IoU", "ap": "AP", "ap50": "AP50", "ap25": "AP25"}
 #: Mean of each per-class key, and the JSON names it may appear under (first found wins).
 MEAN_KEYS = {
     "iou": ("miou", "mIoU"),
@@ -121,7 +122,7 @@ def plot_metrics(
                 finite = values[np.isfinite(values)]
                 mean = float(finite.mean()) if finite.size else math.nan
             written.append(out_dir / f"{key}.png")
-            figure = bars_figure(values, metrics["class_names"], key.upper(), mean)
+            figure = bars_figure(values, metrics["class_names"], DISPLAY_NAMES[key], mean)
             save_png(figure, written[-1])
     return written
 

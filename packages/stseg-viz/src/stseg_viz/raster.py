@@ -9,6 +9,7 @@ matplotlib.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -78,22 +79,49 @@ def auto_point_size(pixel: np.ndarray, width: int, cell: int = 8) -> int:
     return int(np.clip(round(math.sqrt(2.0 * cell * cell / typical)), 1, 9))
 
 
-def rasterize(
+@dataclass(frozen=True)
+class Projection:
+    """Which point shows in which pixel: `pixel` [M] flat indices, `src` [M] point indices,
+    `far` [M] quantised distance from the camera (0 = nearest), on a `height` x `width` image."""
+
+    pixel: np.ndarray
+    src: np.ndarray
+    far: np.ndarray
+    width: int
+    height: int
+
+    def paint(self, colors: np.ndarray, *, edges: bool = True) -> np.ndarray:
+        """RGBA uint8 image [height, width, 4] of the points' uint8 colours [N, 3].
+
+        Alpha is 255 where a point was drawn, 0 elsewhere. `edges` darkens pixels lying just
+        behind a nearer neighbour pixel, which outlines objects while flat surfaces keep their
+        exact colour.
+        """
+        flat = np.zeros((self.height * self.width, 4), dtype=np.uint8)
+        flat[self.pixel, :3] = np.asarray(colors)[self.src]
+        flat[self.pixel, 3] = 255
+        image = flat.reshape(self.height, self.width, 4)
+        if edges:
+            depth_image = np.full(self.height * self.width, -1, dtype=np.int64)
+            depth_image[self.pixel] = self.far
+            _darken_edges(image, depth_image.reshape(self.height, self.width))
+        return image
+
+
+def project(
     xyz: np.ndarray,
-    colors: np.ndarray,
     *,
     view: str = "iso",
     width: int = 1000,
     height: int = 800,
     point_size: int | None = None,
     margin: int = 8,
-    edges: bool = True,
-) -> np.ndarray:
-    """RGBA uint8 image [height, width, 4] of points xyz [N, 3] with uint8 colours [N, 3].
+) -> Projection:
+    """Z-buffer of points xyz [N, 3] seen from `view` (orthographic, fitted into the image).
 
-    Alpha is 255 where a point was drawn and 0 elsewhere (background). The nearest point wins each
-    pixel; `edges` darkens pixels lying just behind a nearer neighbour pixel, which outlines objects
-    while leaving flat surfaces at their exact colour.
+    The nearest point wins each pixel; then each winner is splatted over a point_size square
+    (auto-sized when None) and the nearest wins again. Paint it with `Projection.paint`; one
+    projection serves any number of colourings of the same points.
     """
     cam = (np.asarray(xyz, dtype=np.float64) - np.asarray(xyz).mean(axis=0)) @ view_rotation(view).T
     low, high = cam[:, :2].min(axis=0), cam[:, :2].max(axis=0)
@@ -117,16 +145,26 @@ def rasterize(
         pixel, far, src = _splat(pixel, far, src, size, width, height)
         keep = _nearest_per_pixel(pixel, far)
         pixel, far, src = pixel[keep], far[keep], src[keep]
+    return Projection(pixel, src, far, width, height)
 
-    flat = np.zeros((height * width, 4), dtype=np.uint8)
-    flat[pixel, :3] = colors[src]
-    flat[pixel, 3] = 255
-    image = flat.reshape(height, width, 4)
-    if edges:
-        depth_image = np.full(height * width, -1, dtype=np.int64)
-        depth_image[pixel] = far
-        _darken_edges(image, depth_image.reshape(height, width))
-    return image
+
+def rasterize(
+    xyz: np.ndarray,
+    colors: np.ndarray,
+    *,
+    view: str = "iso",
+    width: int = 1000,
+    height: int = 800,
+    point_size: int | None = None,
+    margin: int = 8,
+    edges: bool = True,
+) -> np.ndarray:
+    """RGBA uint8 image [height, width, 4] of points xyz [N, 3] with uint8 colours [N, 3]:
+    `project(...).paint(colors)`. Alpha is 255 where a point was drawn and 0 elsewhere."""
+    projection = project(
+        xyz, view=view, width=width, height=height, point_size=point_size, margin=margin
+    )
+    return projection.paint(colors, edges=edges)
 
 
 def _nearest_per_pixel(pixel: np.ndarray, far: np.ndarray) -> np.ndarray:

@@ -20,9 +20,9 @@ from stseg_data.atomic import atomic_write
 from stseg_viz.coloring import Coloring, error_coloring, label_legend, scene_colors
 from stseg_viz.colorize import colorize_labels, rgb_to_uint8
 from stseg_viz.errors import VizInputError
-from stseg_viz.inputs import load_inputs, load_labels, load_scene
+from stseg_viz.inputs import load_inputs
 from stseg_viz.palettes import IGNORE_LABEL, get_palette
-from stseg_viz.raster import cutaway_mask, rasterize
+from stseg_viz.raster import cutaway_mask, project, rasterize
 
 PANEL_PX = (1000, 800)  # width, height of one panel's image
 TITLE_PX, SUPTITLE_PX, LEGEND_PX = 30, 40, 240
@@ -39,6 +39,8 @@ def render_scene(
     labels: str | os.PathLike[str] | None = None,
     embeddings: str | os.PathLike[str] | None = None,
     palette: str = "scannet20",
+    label_ids: str = "train",
+    scene_label_ids: str = "train",
     view: str = "iso",
     legend: bool = True,
     title: str | None = None,
@@ -51,7 +53,14 @@ def render_scene(
     `cutaway` hides the ceiling and the walls facing the camera (`raster.cutaway_mask`), to see
     into closed indoor rooms.
     """
-    cloud, values, emb = load_inputs(scene, labels, embeddings)
+    cloud, values, emb = load_inputs(
+        scene,
+        labels,
+        embeddings,
+        label_ids=label_ids,
+        scene_label_ids=scene_label_ids,
+        palette=palette,
+    )
     coloring = scene_colors(
         cloud,
         color_by,
@@ -75,6 +84,8 @@ def compare_scenes(
     out: str | os.PathLike[str],
     *,
     palette: str = "scannet20",
+    label_ids: str = "train",
+    scene_label_ids: str = "train",
     view: str = "iso",
     ignore_label: int = IGNORE_LABEL,
     title: str | None = None,
@@ -86,10 +97,12 @@ def compare_scenes(
     .npy, or a .ply with a `label` field such as `stseg-models predict` writes). Returns
     {"accuracy": ..., "points": ...} over non-ignored points.
     """
-    cloud = load_scene(gt)
+    cloud, prediction, _ = load_inputs(
+        gt, pred, label_ids=label_ids, scene_label_ids=scene_label_ids, palette=palette
+    )
+    assert prediction is not None
     if cloud.labels is None:
         raise VizInputError(f"{gt}: has no ground-truth labels to compare the prediction with")
-    prediction = load_labels(pred, len(cloud), scene=str(gt))
     pal = get_palette(palette)
     pred_colors = colorize_labels(prediction, pal, ignore_label=ignore_label, where=str(pred))
     gt_colors = colorize_labels(cloud.labels, pal, ignore_label=ignore_label, where=str(gt))
@@ -107,10 +120,8 @@ def compare_scenes(
         (errors.colors, f"errors (accuracy {100 * accuracy:.1f} %)", errors.legend),
     ]
     keep = _visible(cloud.xyz, view, cutaway)
-    images = [
-        (rasterize(cloud.xyz[keep], colors[keep], view=view), name, rows)
-        for colors, name, rows in panels
-    ]
+    projection = project(cloud.xyz[keep], view=view)  # one z-buffer for the four panels
+    images = [(projection.paint(colors[keep]), name, rows) for colors, name, rows in panels]
     figure = _figure(images, columns=2, suptitle=title or f"{Path(gt).name} ({view} view)")
     save_png(figure, out)
     return {"accuracy": accuracy, "points": float(correct + wrong)}

@@ -36,6 +36,8 @@ def write_viewer(
     labels: str | os.PathLike[str] | None = None,
     embeddings: str | os.PathLike[str] | None = None,
     palette: str = "scannet20",
+    label_ids: str = "train",
+    scene_label_ids: str = "train",
     ignore_label: int = IGNORE_LABEL,
     max_points: int = DEFAULT_MAX_POINTS,
     title: str | None = None,
@@ -47,7 +49,14 @@ def write_viewer(
     scene's labels), instance (if the scene has instance ids), error (prediction vs the scene's
     labels, when both exist), embedding (if an `embeddings` .npy [N, D] is given). Classes of the shown labels can be toggled on and off.
     """
-    cloud, prediction, emb = load_inputs(scene, labels, embeddings)
+    cloud, prediction, emb = load_inputs(
+        scene,
+        labels,
+        embeddings,
+        label_ids=label_ids,
+        scene_label_ids=scene_label_ids,
+        palette=palette,
+    )
     html, summary = viewer_html(
         cloud,
         prediction=prediction,

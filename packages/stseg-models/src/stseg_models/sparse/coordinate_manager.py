@@ -124,8 +124,8 @@ class CoordinateManager:
                     f"transposed stride {tuple(stride)} does not divide tensor stride {key.tensor_stride}"
                 )
             target.append(ts // s)
-        for source, s in self._strided:  # the set this one was strided from, if any
-            if self._strided[(source, s)] == key and source.tensor_stride == tuple(target):
+        for (source, _step), strided in self._strided.items():  # the set this one came from, if any
+            if strided == key and source.tensor_stride == tuple(target):
                 return source
         candidates = [k for k in self._coords if k.tensor_stride == tuple(target)]
         preferred = [k for k in candidates if k.string_id == key.string_id]

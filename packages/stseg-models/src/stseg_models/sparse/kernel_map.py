@@ -6,9 +6,9 @@ the bounding box is small enough (one gather per query) or by binary search over
 keys otherwise. Pairs are stored concatenated, grouped by offset (kernel order) and by output row
 within each offset; group sizes live on the host so layers split them without device syncs.
 
-For the scatter side of a convolution, `KernelMap.bags` regroups the pairs of a run of offsets by
-output (or input) row — a CSR layout that `torch.nn.functional.embedding_bag` reduces in parallel,
-far faster on CPU than `index_add_` — and caches it.
+For the scatter side of a convolution, `KernelMap.plan` cuts the output rows into chunks and
+regroups each chunk's pairs by output row — a CSR layout that `torch.nn.functional.embedding_bag`
+reduces in parallel, far faster on CPU than `index_add_` — and caches it.
 """
 
 from __future__ import annotations
@@ -25,24 +25,27 @@ _DENSE_TABLE_MAX = 2**25
 
 
 @dataclass
-class Bags:
-    """Pairs of offsets ``[first, last)`` reordered by one side: for `embedding_bag` (sum mode).
+class ScatterPlan:
+    """Output rows cut into chunks, each with its pair slices and an `embedding_bag` layout.
 
-    order: int64 [P_g] positions into the group's offset-major pair list, sorted by row;
-    offsets: int64 [num_rows] start of each row's bag in `order`.
+    chunks[c] = (first_row, last_row); slices[c][k] = (lo, hi) into the offset-major pair lists;
+    order[c] / offsets[c]: the chunk's buffer rows (offset-major) regrouped by output row, as
+    `embedding_bag(order, buffer, offsets, mode="sum")` expects.
     """
 
-    order: torch.Tensor
-    offsets: torch.Tensor
+    chunks: list[tuple[int, int]]
+    slices: list[list[tuple[int, int]]]
+    order: list[torch.Tensor]
+    offsets: list[torch.Tensor]
 
 
 @dataclass
 class KernelMap:
     """Neighbour pairs of one (input set, output set, kernel) combination.
 
-    in_idx, out_idx: int64 [P] concatenated pairs, offset-major; counts[k] pairs belong to offset k.
-    identity: offset index whose pairs are exactly ``i -> i`` for every row (same set, zero offset),
-    or -1; layers use it to skip a gather/scatter.
+    in_idx, out_idx: int64 [P] concatenated pairs, offset-major, sorted by output row within each
+    offset; counts[k] pairs belong to offset k. identity: offset index whose pairs are exactly
+    ``i -> i`` for every row (same set, zero offset), or -1; layers use a dense matmul for it.
     """
 
     in_idx: torch.Tensor
@@ -52,7 +55,8 @@ class KernelMap:
     num_out: int
     identity: int = -1
     _split: list[tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, repr=False)
-    _bags: dict[tuple[int, int, str], Bags] = field(default_factory=dict, repr=False)
+    _plans: dict[int, ScatterPlan] = field(default_factory=dict, repr=False)
+    _reversed: KernelMap | None = field(default=None, repr=False)
 
     @property
     def kernel_volume(self) -> int:
@@ -75,25 +79,75 @@ class KernelMap:
             self._split = list(zip(ins, outs, strict=True))
         return self._split
 
-    def bags(self, first: int, last: int, side: str) -> Bags:
-        """CSR regrouping of the pairs of offsets ``[first, last)`` by 'out' or 'in' row (cached)."""
-        key = (first, last, side)
-        cached = self._bags.get(key)
-        if cached is None:
-            starts = self.starts
-            lo = starts[first] if first < len(starts) else 0
-            hi = lo + sum(self.counts[first:last])
-            rows = (self.out_idx if side == "out" else self.in_idx)[lo:hi]
-            n = self.num_out if side == "out" else self.num_in
-            order = torch.sort(rows, stable=True).indices
-            count = torch.bincount(rows, minlength=n)
-            offsets = torch.cumsum(count, 0) - count
-            cached = self._bags[key] = Bags(order, offsets)
-        return cached
+    def _offset_of_pair(self) -> torch.Tensor:
+        counts = torch.tensor(self.counts, device=self.in_idx.device)
+        return torch.repeat_interleave(torch.arange(len(self.counts), device=counts.device), counts)
+
+    def reversed(self) -> KernelMap:
+        """Inputs and outputs swapped, re-sorted by the new output row (cached both ways).
+
+        This is the map of the transposed operation: a transposed convolution's forward, and the
+        input-gradient pass of a convolution's backward.
+        """
+        if self._reversed is None:
+            k_of = self._offset_of_pair()
+            order = torch.argsort(
+                k_of * max(self.num_in, 1) + self.in_idx
+            )  # unique keys: offset, then row
+            rev = KernelMap(
+                self.out_idx[order],
+                self.in_idx[order],
+                self.counts,
+                self.num_out,
+                self.num_in,
+                self.identity,
+            )
+            rev._reversed = self
+            self._reversed = rev
+        return self._reversed
+
+    def plan(self, channels: int, budget: int) -> ScatterPlan:
+        """Chunking so each chunk's pair buffer holds at most ~`budget` elements of `channels` columns."""
+        active = sum(c for k, c in enumerate(self.counts) if k != self.identity)
+        n_chunks = max(1, min(self.num_out, -(-active * channels // budget)))
+        cached = self._plans.get(n_chunks)
+        if cached is not None:
+            return cached
+        device = self.out_idx.device
+        k_of = self._offset_of_pair()
+        keep = k_of != self.identity
+        per_row = torch.bincount(self.out_idx[keep], minlength=self.num_out)
+        targets = torch.arange(1, n_chunks, device=device) * active // n_chunks
+        bounds = torch.searchsorted(torch.cumsum(per_row, 0), targets, right=True)
+        rows = [0, *[int(b) for b in bounds.tolist()], self.num_out]
+        composite = (
+            k_of * self.num_out + self.out_idx
+        )  # ascending: offset-major, rows sorted within
+        k_count = len(self.counts)
+        grid = torch.arange(k_count, device=device).unsqueeze(1) * self.num_out + torch.tensor(
+            rows, device=device
+        )
+        cuts = torch.searchsorted(composite, grid.flatten()).reshape(k_count, len(rows)).tolist()
+        chunks, slices, orders, offsets = [], [], [], []
+        for c in range(len(rows) - 1):
+            first, last = rows[c], rows[c + 1]
+            sl = [
+                (cuts[k][c], cuts[k][c + 1]) if k != self.identity else (0, 0)
+                for k in range(k_count)
+            ]
+            outs = [self.out_idx[lo:hi] for lo, hi in sl if hi > lo]
+            local = (torch.cat(outs) if outs else self.out_idx[:0]) - first
+            count = torch.bincount(local, minlength=last - first)
+            chunks.append((first, last))
+            slices.append(sl)
+            orders.append(torch.sort(local, stable=True).indices)
+            offsets.append(torch.cumsum(count, 0) - count)
+        plan = self._plans[n_chunks] = ScatterPlan(chunks, slices, orders, offsets)
+        return plan
 
     def transposed(self) -> KernelMap:
-        """The same pairs with inputs and outputs swapped (a transposed convolution's map)."""
-        return KernelMap(self.out_idx, self.in_idx, self.counts, self.num_out, self.num_in, self.identity)
+        """Alias of `reversed` (MinkowskiEngine's name for the transposed map)."""
+        return self.reversed()
 
 
 def build_kernel_map(
@@ -110,7 +164,10 @@ def build_kernel_map(
     """
     device = in_coords.device
     k_count = offsets.shape[0]
-    offs = torch.cat([torch.zeros(k_count, 1, dtype=torch.int64, device=device), offsets.long().to(device)], dim=1)
+    offs = torch.cat(
+        [torch.zeros(k_count, 1, dtype=torch.int64, device=device), offsets.long().to(device)],
+        dim=1,
+    )
     n_in, n_out = in_coords.shape[0], out_coords.shape[0]
     if n_in == 0 or n_out == 0:
         empty = torch.zeros(0, dtype=torch.int64, device=device)

@@ -23,7 +23,7 @@ class MinkowskiBatchNorm(nn.Module):
         track_running_stats: bool = True,
     ) -> None:
         super().__init__()
-        self.bn = nn.BatchNorm1d(
+        self.bn: nn.BatchNorm1d | nn.SyncBatchNorm = nn.BatchNorm1d(
             num_features,
             eps=eps,
             momentum=momentum,
@@ -48,12 +48,14 @@ class MinkowskiSyncBatchNorm(MinkowskiBatchNorm):
         self,
         num_features: int,
         eps: float = 1e-5,
-        momentum: float = 0.1,
+        momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
         process_group: Any = None,
     ) -> None:
-        super().__init__(num_features, eps, momentum, affine, track_running_stats)
+        super().__init__(
+            num_features, eps, 0.1 if momentum is None else momentum, affine, track_running_stats
+        )
         self.bn = nn.SyncBatchNorm(
             num_features, eps, momentum, affine, track_running_stats, process_group
         )

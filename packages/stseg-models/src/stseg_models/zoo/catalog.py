@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from stseg_models.zoo.layers import Norm
 from stseg_models.zoo.spec import ModelSpec
 
 _R16_DEFAULT = (32, 64, 128, 256, 256, 256, 256, 256)
@@ -95,11 +96,12 @@ def _resunet_family() -> dict[str, ModelSpec]:
     specs["ResUNet34F"] = replace(
         specs["ResUNet34"], init_dim=32, planes=(32, 64, 128, 256, 128, 64, 32)
     )
-    for tag, kind in (("IN", "instance"), ("INBN", "instance_batch")):
+    norms: tuple[tuple[str, Norm], ...] = (("IN", "instance"), ("INBN", "instance_batch"))
+    for tag, kind in norms:
         for d in ("14", "18", "34", "34E", "50", "101"):
             specs[f"ResUNet{tag}{d}"] = replace(
                 specs[f"ResUNet{d}"], norm=kind, family=f"ResUNet{tag}"
-            )  # type: ignore[arg-type]
+            )
     return specs
 
 

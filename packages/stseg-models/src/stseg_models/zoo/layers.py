@@ -18,7 +18,7 @@ Norms: ``"batch"``, ``"instance"`` or ``"instance_batch"`` (instance norm then b
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -42,7 +42,7 @@ def _per_axis(value: int, region: Region, dimension: int) -> list[int]:
 
 def kernel_generator(
     me: ModuleType, kernel_size: int, stride: int, dilation: int, region: Region, dimension: int
-) -> object:
+) -> Any:
     """The MinkowskiEngine kernel generator for one of the zoo's regions."""
     if region not in REGIONS:
         raise ValueError(f"unknown kernel region {region!r}; expected one of {REGIONS}")

@@ -74,9 +74,7 @@ def build_model(
         raise ValueError(f"conv1_kernel_size must be >= 1, got {kernel}")
     if dim < 3:
         raise ValueError(f"dimension must be 3 (space) or 4 (space + time), got {dim}")
-    model = LAYOUTS[spec.layout](
-        spec, in_channels, out_channels, kernel, dim, bn_momentum, backend
-    )
+    model = LAYOUTS[spec.layout](spec, in_channels, out_channels, kernel, dim, bn_momentum, backend)
     model.model_name = canonical  # type: ignore[assignment]
     model.model_args = {  # type: ignore[assignment]
         "name": canonical,

@@ -108,7 +108,9 @@
     target: data.center.slice(), hidden: {} };
 
   function draw() {
-    var width = canvas.clientWidth, height = canvas.clientHeight;
+    // Draw at the device's pixel density (sharp on high-DPI screens); point size scales with it.
+    var dpr = window.devicePixelRatio || 1;
+    var width = Math.round(canvas.clientWidth * dpr), height = Math.round(canvas.clientHeight * dpr);
     if (canvas.width !== width || canvas.height !== height) { canvas.width = width; canvas.height = height; }
     gl.viewport(0, 0, canvas.width, canvas.height);
     gl.clearColor(0.13, 0.14, 0.16, 1);
@@ -121,7 +123,7 @@
     var proj = perspective(0.8, canvas.width / Math.max(canvas.height, 1),
       state.distance / 100, state.distance + 4 * data.radius);
     gl.uniformMatrix4fv(loc.mvp, false, multiply(proj, lookAt(eye, state.target, [0, 0, 1])));
-    gl.uniform1f(loc.point, state.point);
+    gl.uniform1f(loc.point, state.point * dpr);
     gl.bindBuffer(gl.ARRAY_BUFFER, colorBuffer(state.mode));
     gl.enableVertexAttribArray(loc.color);
     gl.vertexAttribPointer(loc.color, 3, gl.UNSIGNED_BYTE, true, 0, 0);

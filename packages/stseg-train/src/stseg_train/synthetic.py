@@ -1,0 +1,132 @@
+"""The main job on built-in data: `stseg-train synthetic`.
+
+1. generate synthetic ScanNet-format scenes (`stseg_data.synth.write_synthetic`, real on-disk
+   ScanNet layout) under `<data>/raw` — skipped when already there;
+2. preprocess them through the real ScanNet path (`stseg_data.preprocess`) into `<data>/prepared`;
+3. train on the CPU (the `synthetic` recipe: a budget counted in iterations, so results repeat);
+4. evaluate on the held-out scenes (`metrics.json`, on voxels and on original points);
+5. predict one held-out scene with `stseg_models.Segmenter` from the written checkpoint (the
+   checkpoint is an stseg-models checkpoint, so `stseg-models predict --weights` works on it),
+   and render it with `stseg_viz` when that package is importable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stseg_data.atomic import atomic_write
+from stseg_train.components import dataset_components
+from stseg_train.config import TrainConfig
+from stseg_train.errors import TrainInputError
+from stseg_train.run import launch_training, prepare_run_dir
+
+log = logging.getLogger("stseg_train")
+
+
+def make_synthetic_dataset(root: Path, scenes: int, seed: int) -> Path:
+    """Raw synthetic ScanNet under root/raw and its preprocessed form under root/prepared."""
+    from stseg_data.preprocess import preprocess
+    from stseg_data.synth import write_synthetic
+
+    raw, prepared = root / "raw", root / "prepared"
+    marker = root / "synthetic.json"
+    wanted = {"scenes": scenes, "seed": seed}
+    if marker.is_file() and json.loads(marker.read_text()) == wanted:
+        if (prepared / "train.txt").is_file():
+            log.info("synthetic data: reusing %s", prepared)
+            return prepared
+    elif root.is_dir() and any(root.iterdir()):
+        raise TrainInputError(
+            f"--data {root}: folder holds something other than synthetic data of "
+            f"{scenes} scenes with seed {seed}; choose another folder"
+        )
+    tic = time.perf_counter()
+    write_synthetic("scannet", raw, scenes, seed=seed)
+    preprocess("scannet", raw, prepared)
+    with atomic_write(marker, "w") as handle:
+        json.dump(wanted, handle)
+    log.info("synthetic data: %d scenes in %.0f s", scenes, time.perf_counter() - tic)
+    return prepared
+
+
+def predict_one_scene(run: Path, prepared: Path) -> dict[str, Any]:
+    """Predict the first validation scene from the run's final checkpoint; write PLY (+ PNG/HTML)."""
+    from stseg_data.io import read_scene
+    from stseg_data.ply import write_ply
+    from stseg_data.splits import read_split
+    from stseg_models import Segmenter
+
+    scene = read_split(prepared / "val.txt", prepared)[0]
+    cloud = read_scene(scene)
+    segmenter = Segmenter.from_checkpoint(run / "checkpoints" / "final.pth", device="cpu")
+    labels, _ = segmenter.predict(cloud.xyz, cloud.rgb)
+    out = run / "predictions"
+    ply = out / f"{scene.stem}.ply"
+    extra = {"label": labels.astype(np.int32)}
+    if cloud.labels is not None:
+        extra["gt"] = cloud.labels.astype(np.int32)
+    write_ply(ply, cloud.xyz, cloud.rgb, extra=extra)
+    npy = out / f"{scene.stem}.labels.npy"
+    buffer = io.BytesIO()
+    np.save(buffer, labels.astype(np.int64))
+    with atomic_write(npy, "wb") as handle:
+        handle.write(buffer.getvalue())
+    files = {"ply": str(ply), "labels": str(npy)}
+    valid = cloud.labels != 255 if cloud.labels is not None else None
+    accuracy = float((labels[valid] == cloud.labels[valid]).mean()) if valid is not None else None
+    files.update(_render(scene, npy, out))
+    return {"scene": scene.stem, "points": len(labels), "accuracy": accuracy, "files": files}
+
+
+def _render(scene: Path, labels: Path, out: Path) -> dict[str, str]:
+    try:
+        from stseg_viz.render import compare_scenes
+        from stseg_viz.viewer import write_viewer
+    except ImportError:
+        log.info("stseg_viz is not installed: skipping the PNG and HTML of the prediction")
+        return {}
+    png, html = out / f"{scene.stem}.png", out / f"{scene.stem}.html"
+    compare_scenes(labels, scene, png, cutaway=True, title=f"{scene.stem}: prediction vs truth")
+    write_viewer(scene, html, labels=labels)
+    return {"png": str(png), "html": str(html)}
+
+
+def run_synthetic(
+    config: TrainConfig, *, resume: bool = False, gpus: int = 0, procs: int = 0
+) -> dict[str, Any]:
+    """The whole main job (see the module docstring); returns the summary written to summary.json."""
+    if not config.out:
+        raise TrainInputError("no run directory: pass --out RUN")
+    run = Path(config.out)
+    data_root = Path(config.data) if config.data else run / "data"
+    config = dataclasses.replace(config, data=str(data_root / "prepared"))
+    prepare_run_dir(config, resume=resume)
+    tic = time.perf_counter()
+    scenes = config.synthetic_train_scenes + config.synthetic_val_scenes
+    make_synthetic_dataset(data_root, scenes, config.seed)
+    data_s = time.perf_counter() - tic
+    state = launch_training(config, dataset_components, resume=resume, gpus=gpus, procs=procs)
+    train_s = time.perf_counter() - tic - data_s
+    metrics = json.loads((run / "metrics.json").read_text())
+    prediction = predict_one_scene(run, data_root / "prepared")
+    summary = {
+        "val_miou_points": metrics["miou"],
+        "val_miou_voxels": metrics["voxels"]["miou"],
+        "val_overall_accuracy": metrics["overall_accuracy"],
+        "iterations": config.max_iter if state is None else state.iteration,
+        "seconds_data": round(data_s, 1),
+        "seconds_train_and_eval": round(train_s, 1),
+        "checkpoint": str(run / "checkpoints" / "final.pth"),
+        "prediction": prediction,
+    }
+    with atomic_write(run / "summary.json", "w") as handle:
+        json.dump(summary, handle, indent=2)
+    return summary
