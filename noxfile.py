@@ -108,12 +108,13 @@ def cli(session: nox.Session) -> None:
 
 def build_wheels(session: nox.Session) -> Path:
     """Build a fresh wheel of every package into dist/ and return that folder."""
-    session.install("build", "poetry-core>=2.0")
     outdir = ROOT / "dist"
     for stale in outdir.glob("*.whl"):
         stale.unlink()
     for folder in discover_packages():
-        session.run("python", "-m", "build", "--wheel", "--no-isolation", "--outdir", str(outdir), str(folder), silent=True)
+        # pip builds in an isolated environment holding only the backend (poetry-core), so the
+        # session's own environment stays as clean as the user's.
+        session.run("python", "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(outdir), str(folder), silent=True)
     return outdir
 
 
@@ -134,6 +135,22 @@ def wheels(session: nox.Session) -> None:
         session.log(f"{wheel.name}: metadata has no paths or URLs")
     if bad:
         session.error("wheel metadata holds paths or URLs:\n" + "\n".join(bad))
+
+
+@nox.session(reuse_venv=False)
+def standalone(session: nox.Session) -> None:
+    """A fresh venv with only the stseg-models wheel (and what it pulls in) runs `predict`."""
+    outdir = build_wheels(session)
+    session.install(*_constraint_args(), "--find-links", str(outdir), "stseg-models")
+    installed = session.run("python", "-m", "pip", "list", "--format=freeze", silent=True) or ""
+    names = {line.split("==")[0].lower() for line in str(installed).splitlines()}
+    unwanted = names & {"stseg-train", "ssen-instance", "stseg-viz"}
+    if unwanted or "stseg-data" not in names:
+        session.error(f"stseg-models pulled in {sorted(unwanted)}; stseg-data present: {'stseg-data' in names}")
+    workdir = Path(session.create_tmp()) / "standalone"
+    session.run(
+        "python", str(PACKAGES_DIR / "stseg-models" / "tests" / "standalone_predict_check.py"), str(workdir)
+    )
 
 
 @nox.session

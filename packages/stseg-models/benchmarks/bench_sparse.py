@@ -105,6 +105,28 @@ def timed(fn: Callable[[], Any], repeats: int, device: str) -> dict[str, float]:
     return {"median_s": statistics.median(times), "min_s": min(times), "peak_mib": round(peak, 1)}
 
 
+# MinkowskiEngine 0.5.4 on these 2 cores (issue #3): seconds and multiple of its GEMM floor
+# (same FLOPs as one dense matmul at ~86 GFLOP/s, 1.75 M neighbour pairs)
+ME_REPORTED = {
+    "conv3_32_32_fwd": (0.55, 0.55 / (1.75e6 * 32 * 32 * 2 / 86e9)),
+    "conv3_128_96_fwd": (2.9, 2.9 / 0.5),
+}
+FLOOR_SHAPES = {"conv3_32_32": (32, 32), "conv3_128_96": (128, 96)}
+
+
+def gemm_floor(pairs: int, cin: int, cout: int, device: str) -> float:
+    """Seconds of one dense [pairs, cin] @ [cin, cout] matmul here and now: the layer's arithmetic floor."""
+    a, b = torch.randn(pairs, cin, device=device), torch.randn(cin, cout, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    best = float("inf")
+    for _ in range(2):
+        start = time.perf_counter()
+        a @ b
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def sorted_rows(coords: torch.Tensor) -> torch.Tensor:
     """Row order sorting integer coordinates lexicographically (to compare across engines)."""
     c = coords.long().cpu()
@@ -233,6 +255,14 @@ def main() -> None:
         engines = ["native"]
         print(f"MinkowskiEngine not available: {exc}")
     devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    probe = NATIVE.SparseTensor(torch.zeros(len(coords), 1), torch.from_numpy(coords))
+    kmap = probe.coordinate_manager.kernel_map(
+        probe.coordinate_map_key, probe.coordinate_map_key, NATIVE.KernelGenerator(3, dimension=3)
+    )
+    pairs = int(kmap.in_idx.numel())
+    print(
+        f"{len(coords)} voxels, {pairs} neighbour pairs (3x3x3), {pairs / len(coords):.1f} per voxel"
+    )
     results: list[dict[str, Any]] = []
     weights: dict[str, torch.Tensor] = {}
     state: dict[str, Any] = {}
@@ -292,6 +322,10 @@ def main() -> None:
             ratios[r["section"]] = round(r["median_s"] / nat["median_s"], 2)
     report = {
         "voxels": len(coords),
+        "pairs_3x3x3": pairs,
+        "me_reported": {
+            k: {"seconds": v[0], "x_floor": round(v[1], 2)} for k, v in ME_REPORTED.items()
+        },
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "load_average": os.getloadavg(),

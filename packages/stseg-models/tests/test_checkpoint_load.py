@@ -188,6 +188,16 @@ def test_truncated_checkpoint_is_a_typed_error(tmp_path, model20, cut):
         read_checkpoint(path)
 
 
+def test_bit_flip_inside_a_tensor_is_detected(tmp_path, model20):
+    path = tmp_path / "ours.pt"
+    save_checkpoint(path, model20, dataset_preset("scannet"))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # the middle of the file lies inside the weights
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointReadError, match="CRC mismatch"):
+        read_checkpoint(path)
+
+
 def test_truncated_safetensors_is_a_typed_error(tmp_path, model20):
     path = tmp_path / "w.safetensors"
     save_checkpoint(path, model20, dataset_preset("scannet"))

@@ -188,6 +188,9 @@ def test_describe_reports_layout_and_parameters():
     text = str(info)
     assert "37.85 M" in text and "[32, 64, 128, 256, 256, 128, 96, 96]" in text
     assert info.to_dict()["planes"] == [32, 64, 128, 256, 256, 128, 96, 96]
+    modules = dict(info.modules)
+    assert sum(modules.values()) == info.parameters
+    assert modules["conv0p1s1"] == 27 * 3 * 32 and modules["final"] == 96 * 20 + 20
 
 
 def test_package_exports_lazily():

@@ -197,3 +197,13 @@ def test_list_and_describe_commands():
     assert described.exit_code == 0 and "37,846,644" in described.output
     unknown = _run("describe", "NoNet")
     assert unknown.exit_code == 2 and "unknown model 'NoNet'" in unknown.stderr
+
+
+def test_predicting_into_the_input_folder_skips_earlier_predictions(tmp_path, weights):
+    _scene(tmp_path / "a.ply", n=200)
+    first = _run("predict", tmp_path, "-w", weights, "--out", tmp_path)
+    assert first.exit_code == 0, first.output
+    again = _run("predict", tmp_path, "-w", weights, "--out", tmp_path, "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ply", "a_pred.ply"]
+    assert len(read_ply(tmp_path / "a.ply")) == 200

@@ -257,3 +257,62 @@ def test_conv_bad_inputs() -> None:
     other = random_sparse(20, 3, 4, 3, seed=5).float()
     with pytest.raises(ME.SparseInputError, match="different coordinate managers"):
         ME.cat(x, other)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_many_chunks_equal_one_chunk(monkeypatch: pytest.MonkeyPatch, stride: int) -> None:
+    """Tiny pair buffers force the chunked path through many chunks; results must not change."""
+    import stseg_models.sparse.conv_function as cf
+
+    x = random_sparse(120, 3, 6, 3, seed=21)
+    conv = ME.MinkowskiConvolution(3, 4, kernel_size=3, stride=stride, dimension=3).double()
+    feats = x.F.clone().requires_grad_(True)
+    y = conv(
+        ME.SparseTensor(
+            feats, coordinate_map_key=x.coordinate_map_key, coordinate_manager=x.coordinate_manager
+        )
+    )
+    y.F.square().sum().backward()
+    ref_out, ref_gf, ref_gw = y.F.detach(), feats.grad.clone(), conv.kernel.grad.clone()
+    monkeypatch.setattr(cf, "BUFFER_ELEMENTS", 40)
+    conv.kernel.grad = None
+    x2 = random_sparse(120, 3, 6, 3, seed=21)  # fresh manager: fresh plans
+    feats2 = x2.F.clone().requires_grad_(True)
+    y2 = conv(
+        ME.SparseTensor(
+            feats2,
+            coordinate_map_key=x2.coordinate_map_key,
+            coordinate_manager=x2.coordinate_manager,
+        )
+    )
+    kmap = next(iter(x2.coordinate_manager._kernel_maps.values()))
+    assert len(kmap.plan(4, 40).chunks) > 5
+    y2.F.square().sum().backward()
+    torch.testing.assert_close(y2.F, ref_out)
+    torch.testing.assert_close(feats2.grad, ref_gf)
+    torch.testing.assert_close(conv.kernel.grad, ref_gw)
+
+
+def test_reversed_map_mirror_shortcut_equals_sort() -> None:
+    x = random_sparse(80, 3, 5, 1, seed=4)
+    gen = ME.KernelGenerator(3, dimension=3)
+    kmap = x.coordinate_manager.kernel_map(x.coordinate_map_key, x.coordinate_map_key, gen)
+    assert kmap.mirror is not None
+    fast = kmap.reversed()
+    kmap._reversed, kmap.mirror = None, None
+    slow = kmap.reversed()
+    assert fast.counts == slow.counts
+    assert torch.equal(fast.in_idx, slow.in_idx) and torch.equal(fast.out_idx, slow.out_idx)
+
+
+@pytest.mark.parametrize("num_rows", [40, 2**23 + 1])
+def test_bag_layout_equals_stable_sort(num_rows: int) -> None:
+    from stseg_models.sparse.kernel_map import _bag_layout
+
+    g = torch.Generator().manual_seed(0)
+    rows = [torch.sort(torch.randperm(40, generator=g)[:15]).values for _ in range(3)]
+    order, offsets = _bag_layout(rows, num_rows)
+    flat = torch.cat(rows)
+    assert torch.equal(order, torch.sort(flat, stable=True).indices)
+    count = torch.bincount(flat, minlength=num_rows)
+    assert torch.equal(offsets, torch.cumsum(count, 0) - count)

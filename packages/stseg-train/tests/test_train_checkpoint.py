@@ -117,7 +117,7 @@ def test_no_valid_checkpoint_is_an_error_not_a_fresh_start(tmp_path: Path) -> No
     assert manager.load_latest_valid() is None  # nothing there: fresh start is fine
     only = manager.save(10, _payload(1.0, 10))
     _corrupt(only, "half")
-    with pytest.raises(CheckpointError, match="no valid checkpoint.*--restart-from-scratch"):
+    with pytest.raises(CheckpointError, match=r"no valid checkpoint.*--restart-from-scratch"):
         manager.load_latest_valid(lambda _m: None)
 
 
@@ -136,7 +136,7 @@ def test_never_persist_nonfinite(tmp_path: Path) -> None:
     before = _sha(good)
     bad = _payload(1.0)
     bad["state_dict"]["w"][3, 3] = float("nan")
-    with pytest.raises(NonFiniteError, match="non-finite parameters.*first w") as info:
+    with pytest.raises(NonFiniteError, match=r"non-finite parameters.*first w") as info:
         save_checkpoint(good, bad)
     assert info.value.exit_code == 3
     assert _sha(good) == before
@@ -153,7 +153,7 @@ def test_schema_checks(tmp_path: Path) -> None:
     del payload["optimizer"]
     payload["train_schema_version"] = 1
     torch.save(payload, path)
-    with pytest.raises(CheckpointError, match="lacks key.*optimizer"):
+    with pytest.raises(CheckpointError, match=r"lacks key.*optimizer"):
         load_checkpoint(path, verify=False)
 
 

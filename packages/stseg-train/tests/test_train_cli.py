@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from stseg_train.cli import main
 
 FAST = ["--model", "Res16UNet14A", "--voxel-size", "0.4", "--batch-size", "1"]
-QUIET = ["--set", "progress=false", "--set", "tensorboard=false"]
+QUIET = ["--set", "progress=false", "--set", "tensorboard=false", "--set", "threads=1"]
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,9 @@ def test_weights_into_another_head(trained_run: Path) -> None:
     from stseg_train.components import load_pretrained
 
     model = build_model("Res16UNet14A", 3, 13)
-    report = load_pretrained(model, str(trained_run / "checkpoints" / "final.pth"), log_report=False)
+    report = load_pretrained(
+        model, str(trained_run / "checkpoints" / "final.pth"), log_report=False
+    )
     assert sorted(key for key, *_ in report.skipped) == ["final.bias", "final.kernel"]
     assert report.fraction > 0.9
     prefixed = trained_run.parent / "prefixed.pth"
@@ -150,3 +152,70 @@ def test_resume_continues_the_run(trained_run: Path, prepared: Path) -> None:
     assert code == 0, out
     final = torch.load(trained_run / "checkpoints" / "final.pth", weights_only=True)
     assert final["iteration"] == 3 and final["config"]["max_iter"] == 3
+
+
+@pytest.mark.slow
+def test_synthetic_main_job_end_to_end(tmp_path: Path) -> None:
+    run = tmp_path / "demo"
+    code, out = _run("synthetic", "--data", str(tmp_path / "data"), "--out", str(run),
+                     "--max-iter", "2", "--voxel-size", "0.4", "--batch-size", "1",
+                     "--set", "synthetic_train_scenes=2",
+                     "--set", "synthetic_val_scenes=1", *QUIET)  # fmt: skip
+    assert code == 0, out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["iterations"] == 2 and 0.0 <= summary["val_miou_points"] <= 1.0
+    assert (run / "metrics.json").is_file() and (run / "checkpoints" / "final.pth").is_file()
+    prediction = summary["prediction"]
+    assert prediction["scene"] == "scene0000_00" and prediction["points"] > 1000
+    from stseg_data.ply import read_ply
+
+    ply = read_ply(prediction["files"]["ply"])
+    assert len(ply.xyz) == prediction["points"]
+    try:
+        import stseg_viz  # noqa: F401
+    except ImportError:
+        return
+    assert Path(prediction["files"]["png"]).stat().st_size > 1000
+    assert "<html" in Path(prediction["files"]["html"]).read_text()[:2000].lower()
+
+
+@pytest.mark.slow
+def test_export_benchmark_writes_nyu40_ids_per_vertex(
+    tmp_path: Path, trained_run: Path, prepared: Path
+) -> None:
+    out = tmp_path / "submission"
+    code, text = _run("export-benchmark", str(trained_run), "--data", str(prepared),
+                      "--out", str(out), "--split", "val")  # fmt: skip
+    assert code == 0, text
+    from stseg_data.io import read_scene
+    from stseg_data.labels import SCANNET_NYU40_IDS
+
+    scene = read_scene(prepared / "train" / "scene0000_00.ply")
+    ids = [int(v) for v in (out / "scene0000_00.txt").read_text().split()]
+    assert len(ids) == len(scene.xyz) and set(ids) <= set(SCANNET_NYU40_IDS)
+    code, text = _run("export-benchmark", str(trained_run), "--data", str(prepared),
+                      "--out", str(out), "--split", "val")  # fmt: skip
+    assert code == 2 and "already exists" in _one_line_error(text)
+
+
+def test_samples_depend_only_on_their_seed(prepared: Path) -> None:
+    import numpy as np
+
+    from stseg_train.config import resolve_config
+    from stseg_train.data import SceneSamples, split_items
+
+    config = resolve_config("synthetic", options={"data": str(prepared), "voxel_size": 0.2})
+    samples = SceneSamples(split_items(config, "train"), config, train=True)
+    a, b, c = samples[(0, 11)], samples[(0, 11)], samples[(0, 12)]
+    assert np.array_equal(a["coords"], b["coords"]) and np.array_equal(a["features"], b["features"])
+    assert not np.array_equal(a["features"], c["features"])
+    assert a["features"].shape[1] == 3 and a["name"] == samples.name(0)
+    six = resolve_config("s3dis", options={"data": str(prepared), "voxel_size": 0.2},
+                         sets=["num_classes=20"])  # fmt: skip
+    sample = SceneSamples(split_items(six, "train"), six, train=False).sample(0, None, train=False)
+    assert sample["features"].shape == (len(sample["coords"]), 6)
+    narrow = resolve_config("synthetic", options={"data": str(prepared)}, sets=["num_classes=5"])
+    from stseg_train.errors import TrainInputError
+
+    with pytest.raises(TrainInputError, match="labels outside"):
+        SceneSamples(split_items(narrow, "train"), narrow, train=False).sample(0, None, train=False)

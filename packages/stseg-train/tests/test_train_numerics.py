@@ -13,8 +13,9 @@ from stseg_train.batches import BatchStream
 from stseg_train.config import TrainConfig
 from stseg_train.distributed import DistContext
 from stseg_train.errors import NonFiniteError, TrainInputError, TrainRuntimeError
+from stseg_train.loss import check_labels
 from stseg_train.toy import toy_components
-from stseg_train.trainer import Trainer, check_labels
+from stseg_train.trainer import Trainer
 
 
 def _trainer(tmp_path: Path, **changes) -> tuple[Trainer, BatchStream]:
@@ -71,7 +72,7 @@ def test_too_many_consecutive_nonfinite_stops_with_exit_code_3(tmp_path: Path, m
     trainer.step(stream)  # a good step resets the count
     trainer.step(stream)
     trainer.step(stream)
-    with pytest.raises(NonFiniteError, match="iteration 5: 3 consecutive non-finite.*toy") as info:
+    with pytest.raises(NonFiniteError, match=r"iteration 5: 3 consecutive non-finite.*toy") as info:
         trainer.step(stream)
     assert info.value.exit_code == 3
 
@@ -109,7 +110,7 @@ def test_all_ignored_batch_is_finite_and_skipped(tmp_path: Path) -> None:
 
 def test_label_guard() -> None:
     config = TrainConfig(num_classes=20)
-    with pytest.raises(TrainInputError, match="label 25 outside.*scene7"):
+    with pytest.raises(TrainInputError, match=r"label 25 outside.*scene7"):
         check_labels(torch.tensor([0, 25, 3]), config, ["scene7"])
     with pytest.raises(TrainInputError, match="label -3"):
         check_labels(torch.tensor([-3]), config, ["s"])
@@ -130,7 +131,7 @@ def test_out_of_memory_skips_and_caps(tmp_path: Path, monkeypatch) -> None:
     assert trainer.step(stream)["skipped"] == 1.0
     assert trainer.state.oom_skips == 1
     assert all(torch.equal(a, b) for a, b in zip(before, _params(trainer)))
-    with pytest.raises(TrainRuntimeError, match="out-of-memory skips.*max_points_per_batch"):
+    with pytest.raises(TrainRuntimeError, match=r"out-of-memory skips.*max_points_per_batch"):
         trainer.step(stream)
 
 

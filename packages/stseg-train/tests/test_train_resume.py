@@ -41,7 +41,7 @@ def _run(config: TrainConfig, resume: bool, until: int | None = None):
         config,
         toy_components,
         resume,
-        on_step=lambda i, l, n: seen.append((i, l, tuple(n))),
+        on_step=lambda i, loss, n: seen.append((i, loss, tuple(n))),
         until=until,
     )
     if until is not None:
@@ -108,7 +108,7 @@ def test_new_run_refuses_existing_out(tmp_path: Path) -> None:
     config = _config(tmp_path / "run", max_iter=2)
     train(config, toy_components)
     before = (tmp_path / "run" / "checkpoints" / "final.pth").read_bytes()
-    with pytest.raises(TrainInputError, match="already exists.*--resume"):
+    with pytest.raises(TrainInputError, match=r"already exists.*--resume"):
         train(config, toy_components)
     assert (tmp_path / "run" / "checkpoints" / "final.pth").read_bytes() == before
 
@@ -136,3 +136,64 @@ def test_world_size_change_mid_epoch_is_refused(tmp_path: Path) -> None:
     trainer = Trainer(config, DistContext(), toy_components(config, DistContext()), config.out)
     with pytest.raises(TrainInputError, match="mid-epoch by 2 process"):
         trainer.restore(payload)
+
+
+_CHILD = """
+import dataclasses, json, sys
+from stseg_train.config import config_from_dict
+from stseg_train.run import prepare_run_dir, worker
+from stseg_train.toy import toy_components
+config = config_from_dict(json.loads(sys.argv[1]))
+resume = sys.argv[2] == "resume"
+if not resume:
+    prepare_run_dir(config, resume=False)
+worker(config, toy_components, resume, until=int(sys.argv[3]) if len(sys.argv) > 3 else None)
+"""
+
+
+@pytest.mark.slow
+def test_resume_in_a_fresh_process_is_exact(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    _, full, _ = _run(_config(tmp_path / "full"), resume=False)
+    part = _config(tmp_path / "part")
+    blob = json.dumps(part.to_dict())
+    subprocess.run([sys.executable, "-c", _CHILD, blob, "new", "4"], check=True, timeout=100)
+    subprocess.run([sys.executable, "-c", _CHILD, blob, "resume"], check=True, timeout=100)
+    final = torch.load(tmp_path / "part" / "checkpoints" / "final.pth", weights_only=True)
+    for key, value in full["state_dict"].items():
+        assert torch.equal(value, final["state_dict"][key]), key
+    assert final["trainer"]["recent_losses"] == full["trainer"]["recent_losses"][4:]
+
+
+def test_same_seed_same_weights_other_seed_other_stream(tmp_path: Path) -> None:
+    _, a, seen_a = _run(_config(tmp_path / "a", max_iter=4), resume=False)
+    _, b, seen_b = _run(_config(tmp_path / "b", max_iter=4), resume=False)
+    _, c, seen_c = _run(_config(tmp_path / "c", max_iter=4, seed=7), resume=False)
+    assert all(torch.equal(v, b["state_dict"][k]) for k, v in a["state_dict"].items())
+    assert seen_a == seen_b and seen_a != seen_c
+    assert not torch.equal(a["state_dict"]["0.weight"], c["state_dict"]["0.weight"])
+
+
+def test_sigterm_saves_the_current_step_and_exits_4(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from stseg_train.checkpoint import load_checkpoint
+    from stseg_train.trainer import Preempted
+
+    _, full, _ = _run(_config(tmp_path / "full"), resume=False)
+    config = _config(tmp_path / "run", save_freq=100)
+    prepare_run_dir(config, resume=False)
+
+    def preempt(iteration: int, _loss: float, _names: list[str]) -> None:
+        if iteration == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Preempted, match="iteration 4") as info:
+        worker(config, toy_components, False, on_step=preempt)
+    assert info.value.exit_code == 4
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "iter_00000004.pth")["iteration"] == 4
+    _, final, _ = _run(config, resume=True)
+    assert all(torch.equal(v, final["state_dict"][k]) for k, v in full["state_dict"].items())

@@ -39,7 +39,7 @@ def epoch_batches(
     n_samples: int, batch_size: int, epoch: int, seed: int, rank: int = 0, world_size: int = 1
 ) -> list[list[tuple[int, int]]]:
     """This rank's batches of epoch `epoch`: lists of (sample index, augmentation seed)."""
-    sampler = DistributedSampler(
+    sampler: DistributedSampler[int] = DistributedSampler(
         _LenOnly(n_samples), num_replicas=world_size, rank=rank, shuffle=True, seed=seed
     )
     sampler.set_epoch(epoch)

@@ -21,7 +21,7 @@ from stseg_train.config import TrainConfig
 from stseg_train.data import SceneSamples, split_items
 from stseg_train.distributed import DistContext
 from stseg_train.evaluate import class_names, evaluate_scenes
-from stseg_train.trainer import Components
+from stseg_train.state import Components
 
 log = logging.getLogger(__name__)
 MIN_WEIGHT_FRACTION = 0.5
@@ -31,7 +31,8 @@ def sparse_forward(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tenso
     """Logits [M, C] of a `stseg_models` network, row i for the batch's voxel i."""
     from stseg_models.inference import _output_rows  # the engine may reorder rows (minkowski)
 
-    me = model._me  # type: ignore[attr-defined]
+    network: Any = model  # stseg_models networks carry their sparse engine as `_me`
+    me = network._me
     device = next(model.parameters()).device
     coords = batch["coords"].to(device)
     out = model(me.SparseTensor(batch["features"].to(device), coordinates=coords))
@@ -93,7 +94,7 @@ def inference_meta(config: TrainConfig, model: torch.nn.Module) -> dict[str, Any
     return {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
-        "model": dict(model.model_args),  # type: ignore[attr-defined]
+        "model": dict(_model_args(model)),
         "inference": asdict(spec),
     }
 
@@ -110,7 +111,7 @@ def dataset_components(config: TrainConfig, ctx: DistContext) -> Components:
     return Components(
         model=model,
         model_name=config.model,
-        model_args=dict(model.model_args),  # type: ignore[attr-defined]
+        model_args=_model_args(model),
         forward=sparse_forward,
         train_set=train_set,
         collate=make_collate_fn(config.max_points_per_batch or None),
@@ -121,3 +122,8 @@ def dataset_components(config: TrainConfig, ctx: DistContext) -> Components:
 
 def _evaluate(model: torch.nn.Module, *, samples: SceneSamples, rotations: int) -> dict[str, Any]:
     return evaluate_scenes(model, sparse_forward, samples, rotations=rotations)
+
+
+def _model_args(model: torch.nn.Module) -> dict[str, Any]:
+    network: Any = model  # set by stseg_models.build_model
+    return dict(network.model_args)

@@ -24,7 +24,8 @@ from stseg_train.config import TrainConfig, config_from_dict, identity_diff, ide
 from stseg_train.distributed import DistContext, check_gpus, context_from_env, launch
 from stseg_train.errors import TrainInputError
 from stseg_train.rng import seed_everything
-from stseg_train.trainer import Components, StepHook, Trainer, TrainState
+from stseg_train.state import Components, StepHook, TrainState
+from stseg_train.trainer import Trainer
 
 log = logging.getLogger(__name__)
 ComponentsFactory = Callable[[TrainConfig, DistContext], Components]

@@ -80,8 +80,10 @@ def predict_one_scene(run: Path, prepared: Path) -> dict[str, Any]:
     with atomic_write(npy, "wb") as handle:
         handle.write(buffer.getvalue())
     files = {"ply": str(ply), "labels": str(npy)}
-    valid = cloud.labels != 255 if cloud.labels is not None else None
-    accuracy = float((labels[valid] == cloud.labels[valid]).mean()) if valid is not None else None
+    accuracy = None
+    if cloud.labels is not None:
+        valid = cloud.labels != 255
+        accuracy = float((labels[valid] == cloud.labels[valid]).mean())
     files.update(_render(scene, npy, out))
     return {"scene": scene.stem, "points": len(labels), "accuracy": accuracy, "files": files}
 

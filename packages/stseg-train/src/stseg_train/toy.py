@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from stseg_train.config import TrainConfig
 from stseg_train.distributed import DistContext
-from stseg_train.trainer import Components
+from stseg_train.state import Components
 
 
 class ToyScenes(Dataset):

@@ -17,7 +17,6 @@ import signal
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +37,11 @@ from stseg_train.distributed import (
 )
 from stseg_train.errors import NonFiniteError, TrainInputError, TrainRuntimeError
 from stseg_train.faults import inject_fault
+from stseg_train.loss import batch_loss, check_labels
 from stseg_train.monitor import Monitor
 from stseg_train.optim import build_optimizer, build_scheduler
 from stseg_train.rng import capture_rng_state, restore_rng_state
+from stseg_train.state import Components, StepHook, TrainState
 
 log = logging.getLogger(__name__)
 EXIT_PREEMPTED = 4
@@ -50,65 +51,6 @@ class Preempted(TrainRuntimeError):
     """SIGTERM arrived; a checkpoint of the current step was written. Relaunch to continue."""
 
     exit_code = EXIT_PREEMPTED
-
-
-@dataclass
-class Components:
-    """What the loop needs besides the config: a model, how to run it, and the data."""
-
-    model: torch.nn.Module
-    model_name: str
-    model_args: dict[str, Any]
-    forward: Callable[[torch.nn.Module, dict[str, Any]], torch.Tensor]  # batch -> logits [M, C]
-    train_set: Any  # torch Dataset indexed by (index, seed) tuples
-    collate: Callable[[list[Any]], dict[str, Any]]
-    evaluate: Callable[[torch.nn.Module], dict[str, Any]] | None = None  # -> metrics.summarize()
-    export_meta: dict[str, Any] = field(default_factory=dict)  # stseg-models checkpoint keys
-
-
-@dataclass
-class TrainState:
-    iteration: int = 0
-    position: Position = field(default_factory=Position)
-    best_miou: float = -1.0
-    nonfinite_skips: int = 0
-    oom_skips: int = 0
-    empty_skips: int = 0
-    last_metrics: dict[str, Any] | None = None
-
-
-StepHook = Callable[[int, float, list[str]], None]  # (iteration, global loss, sample names)
-
-
-def _batch_loss(
-    logits: torch.Tensor, labels: torch.Tensor, config: TrainConfig
-) -> tuple[torch.Tensor, int, int]:
-    """Mean cross-entropy over non-ignored voxels, plus (valid, correct) counts.
-
-    A batch with every voxel ignored gives a zero loss with zero gradient (never 0/0 = NaN).
-    """
-    valid = labels != config.ignore_label
-    n_valid = int(valid.sum())
-    if n_valid == 0:
-        return logits.sum() * 0.0, 0, 0
-    loss = torch.nn.functional.cross_entropy(
-        logits.float(), labels, ignore_index=config.ignore_label
-    )
-    correct = int((logits.argmax(1)[valid] == labels[valid]).sum())
-    return loss, n_valid, correct
-
-
-def check_labels(labels: torch.Tensor, config: TrainConfig, names: list[str]) -> torch.Tensor:
-    """Map -1 to the ignore label and refuse labels outside [0, C) on the CPU, before any loss."""
-    labels = torch.where(labels == -1, torch.full_like(labels, config.ignore_label), labels)
-    bad = (labels < 0) | ((labels >= config.num_classes) & (labels != config.ignore_label))
-    if bool(bad.any()):
-        value = int(labels[bad][0])
-        raise TrainInputError(
-            f"label {value} outside [0, {config.num_classes}) and not the ignore label "
-            f"{config.ignore_label} in batch of {', '.join(names)}"
-        )
-    return labels
 
 
 def _grads_finite(params: list[torch.nn.Parameter]) -> bool:
@@ -146,6 +88,7 @@ class Trainer:
         self._oom_in_epoch: dict[int, int] = {}
         self.last_names: list[str] = []
         self.recent_losses: collections.deque[tuple[int, float]] = collections.deque(maxlen=1000)
+        self.recent_times: collections.deque[float] = collections.deque(maxlen=1000)
 
     # ---- state --------------------------------------------------------------------------
     def restore(self, payload: dict[str, Any]) -> None:
@@ -218,6 +161,7 @@ class Trainer:
                 "oom_skips": self.state.oom_skips,
                 "empty_skips": self.state.empty_skips,
                 "recent_losses": list(self.recent_losses),
+                "recent_step_seconds": list(self.recent_times),
                 "rank_digests": digests,
             },
             "metrics": self.state.last_metrics or {},
@@ -239,8 +183,9 @@ class Trainer:
         labels = check_labels(batch["labels"], self.config, batch["names"]).to(self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
             logits = self.parts.forward(self.model, batch)
-        loss, n_valid, correct = _batch_loss(logits, labels, self.config)
-        loss = inject_fault("nan", self.ctx.rank, self.state.iteration, loss)
+        loss, n_valid, correct = batch_loss(logits, labels, self.config)
+        poisoned = inject_fault("nan", self.ctx.rank, self.state.iteration, loss)
+        loss = loss if poisoned is None else poisoned
         self.scaler.scale(loss / self.config.iter_size).backward()
         return float(loss.detach()), n_valid, correct
 
@@ -368,7 +313,11 @@ class Trainer:
             previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         except ValueError:  # not the main thread
             return lambda: None
-        return lambda: signal.signal(signal.SIGTERM, previous)
+
+        def uninstall() -> None:
+            signal.signal(signal.SIGTERM, previous)
+
+        return uninstall
 
     def _on_sigterm(self, _signum: int, _frame: Any) -> None:
         self._stop_requested = True
@@ -400,10 +349,11 @@ class Trainer:
                 tic = time.perf_counter()
                 stats = self.step(stream)
                 inject_fault("exit", self.ctx.rank, self.state.iteration)
-                stats["lr"] = self.scheduler.get_last_lr()[0]
+                stats["lr"] = float(self.scheduler.get_last_lr()[0])
                 stats["time"] = time.perf_counter() - tic
                 monitor.step(self.state.iteration, stats)
                 self.recent_losses.append((self.state.iteration, stats["loss"]))
+                self.recent_times.append(stats["time"])
                 if self.on_step is not None:
                     self.on_step(self.state.iteration, stats["loss"], self.last_names)
                 it = self.state.iteration

@@ -1,7 +1,28 @@
-"""MinkowskiEngine 0.5 compatible sparse convolution engine in pure PyTorch.
+"""MinkowskiEngine 0.5 compatible sparse convolution engine in pure PyTorch (CPU and CUDA).
 
-``import stseg_models.sparse as ME`` runs MinkowskiEngine 0.5 code for the subset documented in
-DESIGN §3. `get_backend()` returns MinkowskiEngine itself instead when selected and available.
+``import stseg_models.sparse as ME`` runs MinkowskiEngine 0.5 code for the subset in DESIGN §3:
+`SparseTensor`, `TensorField`, `CoordinateManager`, `KernelGenerator` / `RegionType`, convolution
+and transposed convolution, max / average / sum pooling, pooling transpose, global pooling, batch /
+sync-batch / instance norm, every pointwise non-linearity, linear, dropout and `cat`. Parameter
+names and shapes match MinkowskiEngine's state dicts (``kernel`` [K, in, out] or [in, out] for
+K = 1, ``bias`` [1, out], ``bn.*``, ``linear.*``).
+
+Semantics (identical to MinkowskiEngine 0.5.4 unless noted):
+
+* ``out[p] = sum_k kernel[k]^T in[p + s * offset_k]``, s = input tensor stride x dilation; offset
+  order in `kernel`. A stride-t layer outputs the input coordinates floored to stride x t (rows in
+  order of first occurrence); a transposed layer writes onto the cached finer set, row for row.
+* Duplicate coordinates when a SparseTensor is created: RANDOM_SUBSAMPLE (default) keeps one row
+  per coordinate — natively always the *first* occurrence (MinkowskiEngine keeps an arbitrary one);
+  UNWEIGHTED_AVERAGE (TensorField default), UNWEIGHTED_SUM and MAX_POOL merge the features;
+  ``inverse_mapping`` / ``unique_index`` record the mapping. Rows keep first-occurrence order.
+* Bad input raises `SparseInputError` (a ValueError) before any computation.
+* Not supported natively: generative (``expand_coordinates``) layers and explicit output
+  coordinates; they raise `SparseInputError`.
+
+`backends()` reports whether the ``minkowski`` backend (MinkowskiEngine 0.5.4, built with
+``stseg-models install-minkowski``) is usable and why not; `get_backend(name)` returns the module
+to use, chosen by argument or ``$STSEG_SPARSE_BACKEND`` (default ``native``).
 """
 
 from stseg_models.sparse.backend import (

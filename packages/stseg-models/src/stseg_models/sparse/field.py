@@ -159,9 +159,7 @@ def slice_to_field(sparse: SparseTensor, field: TensorField) -> TensorField:
         )
         coords = floor_to_stride(coords, torch.tensor(sparse.tensor_stride, device=coords.device))
         inverse = lookup(coords, sparse.C.long())
-    feats = sparse.F[inverse.clamp(min=0)]
-    if bool((inverse < 0).any()):
-        feats = feats * (inverse >= 0).unsqueeze(1).to(feats.dtype)
+    feats = sparse.F[inverse.clamp(min=0)] * (inverse >= 0).unsqueeze(1).to(sparse.F.dtype)
     return TensorField(
         feats,
         field.C,

@@ -54,6 +54,7 @@ class KernelMap:
     num_in: int
     num_out: int
     identity: int = -1
+    mirror: list[int] | None = None
     _split: list[tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, repr=False)
     _plans: dict[int, ScatterPlan] = field(default_factory=dict, repr=False)
     _reversed: KernelMap | None = field(default=None, repr=False)
@@ -135,19 +136,46 @@ class KernelMap:
                 (cuts[k][c], cuts[k][c + 1]) if k != self.identity else (0, 0)
                 for k in range(k_count)
             ]
-            outs = [self.out_idx[lo:hi] for lo, hi in sl if hi > lo]
-            local = (torch.cat(outs) if outs else self.out_idx[:0]) - first
-            count = torch.bincount(local, minlength=last - first)
+            order, offs = _bag_layout([self.out_idx[lo:hi] - first for lo, hi in sl], last - first)
             chunks.append((first, last))
             slices.append(sl)
-            orders.append(torch.sort(local, stable=True).indices)
-            offsets.append(torch.cumsum(count, 0) - count)
+            orders.append(order)
+            offsets.append(offs)
         plan = self._plans[n_chunks] = ScatterPlan(chunks, slices, orders, offsets)
         return plan
 
     def transposed(self) -> KernelMap:
         """Alias of `reversed` (MinkowskiEngine's name for the transposed map)."""
         return self.reversed()
+
+
+def _bag_layout(
+    rows_per_offset: list[torch.Tensor], num_rows: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Counting sort of offset-major pairs by row: (order [P], bag start per row [num_rows]).
+
+    Within one offset every row appears at most once, so a pair's rank inside its row's bag is the
+    number of earlier offsets that also reach that row: an exclusive cumulative sum over a
+    [K, num_rows] presence table, O(K * rows + P) with no sort.
+    """
+    device = rows_per_offset[0].device if rows_per_offset else torch.device("cpu")
+    sizes = [len(r) for r in rows_per_offset]
+    rows = (
+        torch.cat(rows_per_offset)
+        if rows_per_offset
+        else torch.zeros(0, dtype=torch.int64, device=device)
+    )
+    k_of = torch.repeat_interleave(
+        torch.arange(len(sizes), device=device), torch.tensor(sizes, device=device)
+    )
+    presence = torch.zeros((len(sizes), num_rows), dtype=torch.int32, device=device)
+    presence[k_of, rows] = 1
+    before = torch.cumsum(presence, dim=0) - presence  # offsets earlier than k reaching the row
+    count = presence.sum(dim=0)
+    offsets = torch.cumsum(count, 0) - count
+    order = torch.empty_like(rows)
+    order[offsets[rows] + before[k_of, rows]] = torch.arange(rows.numel(), device=device)
+    return order, offsets.long()
 
 
 def build_kernel_map(
@@ -192,8 +220,11 @@ def build_kernel_map(
         in_idx = perm[pos[match]]
     counts = [int(c) for c in match.sum(dim=1).tolist()]  # the one host sync, at build time only
     out_idx = match.nonzero()[:, 1]
-    identity = -1
+    identity, mirror = -1, None
     if same_set:
-        zero = (offsets == 0).all(dim=1).nonzero().flatten().tolist()
-        identity = zero[0] if zero else -1
-    return KernelMap(in_idx, out_idx, counts, n_in, n_out, identity)
+        listed = [tuple(o) for o in offsets.tolist()]
+        position = {o: k for k, o in enumerate(listed)}
+        identity = position.get((0,) * offsets.shape[1], -1)
+        if all(tuple(-v for v in o) in position for o in listed) and len(position) == len(listed):
+            mirror = [position[tuple(-v for v in o)] for o in listed]
+    return KernelMap(in_idx, out_idx, counts, n_in, n_out, identity, mirror)

@@ -87,7 +87,7 @@ class MinkowskiInstanceNorm(nn.Module):
     ``bias`` are [1, C] as in MinkowskiEngine.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-6) -> None:
+    def __init__(self, num_features: int, eps: float = 1e-8) -> None:
         super().__init__()
         self.num_features = num_features
         self.eps = eps

@@ -26,10 +26,7 @@ def max_pool_forward(feats: torch.Tensor, kmap: KernelMap) -> tuple[torch.Tensor
         arg.index_copy_(
             0, o, torch.where(better, i.unsqueeze(1).expand(-1, c), arg.index_select(0, o))
         )
-    empty = arg < 0
-    if bool(empty.any()):
-        out = out.masked_fill(empty, 0.0)
-    return out, arg
+    return out.masked_fill(arg < 0, 0.0), arg  # unconditional: no host sync inside the layer
 
 
 class MaxPoolFunction(torch.autograd.Function):

@@ -102,6 +102,7 @@ class ModelDescription:
     in_channels: int
     out_channels: int
     parameters: int
+    modules: tuple[tuple[str, int], ...] = ()  # (top-level module, parameters) in forward order
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,6 +112,7 @@ class ModelDescription:
             "in_channels": self.in_channels,
             "out_channels": self.out_channels,
             "parameters": self.parameters,
+            "modules": dict(self.modules),
         }
 
     def __str__(self) -> str:
@@ -126,6 +128,7 @@ class ModelDescription:
             f"  parameters:  {self.parameters:,} ({self.parameters / 1e6:.2f} M with "
             f"{self.in_channels} in / {self.out_channels} out channels)",
         ]
+        lines += [f"    {name:<14} {count:>12,}" for name, count in self.modules if count]
         return "\n".join(lines)
 
 
@@ -143,4 +146,5 @@ def describe(name: str, in_channels: int = 3, out_channels: int = 20) -> ModelDe
         in_channels=in_channels,
         out_channels=out_channels,
         parameters=count_parameters(model),
+        modules=tuple((n, count_parameters(m)) for n, m in model.named_children()),
     )
