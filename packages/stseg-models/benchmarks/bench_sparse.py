@@ -87,22 +87,29 @@ class PeakRSS:
 
 
 def timed(fn: Callable[[], Any], repeats: int, device: str) -> dict[str, float]:
-    """Median/min wall seconds over `repeats` runs after one warm-up, and peak memory growth."""
+    """Median/min wall seconds and median CPU seconds over `repeats` runs after a warm-up; peak memory."""
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     fn()
     sync()
-    times = []
+    times, cpu = [], []
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     with PeakRSS() as mem:
         for _ in range(repeats):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
             sync()
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
     peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if device == "cuda" else mem.mib
-    return {"median_s": statistics.median(times), "min_s": min(times), "peak_mib": round(peak, 1)}
+    # cpu_s (process CPU time, all threads) is less sensitive than wall time to other load
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "cpu_s": statistics.median(cpu),
+        "peak_mib": round(peak, 1),
+    }
 
 
 # MinkowskiEngine 0.5.4 on these 2 cores (issue #3): seconds and multiple of its GEMM floor
@@ -238,6 +245,28 @@ def network_section(
     return run
 
 
+def measure(
+    name: str, engine: str, device: str, fn: Callable[[], Any], repeats: int, pairs: int
+) -> dict[str, Any]:
+    """Time one section; conv sections also get their GEMM floor and a load-independent estimate."""
+    row = {"section": name, "engine": engine, "device": device, **timed(fn, repeats, device)}
+    shape = FLOOR_SHAPES.get(name.rsplit("_", 1)[0])
+    if shape is not None and engine == "native":
+        floor = gemm_floor(pairs, *shape, device) * (1 if name.endswith("fwd") else 2)
+        row["gemm_floor_s"] = round(floor, 4)
+        row["x_floor"] = round(row["median_s"] / floor, 2)
+        if device == "cpu" and name in ME_REPORTED:
+            # MinkowskiEngine's reported multiple of its own floor over ours: a speed-up estimate
+            # that does not depend on how loaded this machine is
+            row["est_speedup_vs_me_reported"] = round(ME_REPORTED[name][1] / row["x_floor"], 2)
+    extra = f"  ({row['x_floor']}x GEMM floor)" if "x_floor" in row else ""
+    print(
+        f"{device:4s} {engine:9s} {name:28s} {row['median_s']:8.3f} s  cpu {row['cpu_s']:7.2f} s  peak +{row['peak_mib']:.0f} MiB{extra}",
+        flush=True,
+    )
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", required=True, help="output JSON path")
@@ -276,32 +305,13 @@ def main() -> None:
             sections = layer_sections(me, coords, device, weights)
             outputs[engine] = sections.pop("_outputs")  # type: ignore[arg-type]
             for name, fn in sections.items():
-                results.append(
-                    {
-                        "section": name,
-                        "engine": engine,
-                        "device": device,
-                        **timed(fn, repeats, device),
-                    }
-                )
-                print(
-                    f"{device:4s} {engine:9s} {name:28s} {results[-1]['median_s']:8.3f} s  peak +{results[-1]['peak_mib']:.0f} MiB",
-                    flush=True,
-                )
+                results.append(measure(name, engine, device, fn, repeats, pairs))
             if not (args.quick and engine == "minkowski"):
                 net = network_section(engine, coords, device, state)
                 if net is not None:
+                    reps = max(1, repeats - 1)
                     results.append(
-                        {
-                            "section": "res16unet34c_fwd_bwd",
-                            "engine": engine,
-                            "device": device,
-                            **timed(net, max(1, repeats - 1), device),
-                        }
-                    )
-                    print(
-                        f"{device:4s} {engine:9s} {'res16unet34c_fwd_bwd':28s} {results[-1]['median_s']:8.3f} s  peak +{results[-1]['peak_mib']:.0f} MiB",
-                        flush=True,
+                        measure("res16unet34c_fwd_bwd", engine, device, net, reps, pairs)
                     )
     if "minkowski" in outputs:
         for name, y in outputs["native"].items():

@@ -207,3 +207,35 @@ def test_predicting_into_the_input_folder_skips_earlier_predictions(tmp_path, we
     assert again.exit_code == 0, again.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ply", "a_pred.ply"]
     assert len(read_ply(tmp_path / "a.ply")) == 200
+
+
+def test_failed_second_output_removes_the_first(tmp_path, weights, monkeypatch):
+    import stseg_data.atomic
+    from stseg_data.errors import StsegRuntimeError
+
+    def disk_full(path, mode="wb", *, overwrite=True):
+        raise StsegRuntimeError(f"{path}: could not write (No space left on device, errno 28)")
+
+    monkeypatch.setattr(stseg_data.atomic, "atomic_write", disk_full)
+    src = _scene(tmp_path / "a.ply", n=100)
+    result = _run("predict", src, "-w", weights, "--out", tmp_path / "o", "--format", "txt")
+    assert result.exit_code == 1 and "No space left" in result.stderr
+    assert not any((tmp_path / "o").iterdir())
+
+
+def test_checkpoint_whose_weights_disagree_with_its_model_lists_the_keys(tmp_path, weights):
+    payload = torch.load(weights, weights_only=True)
+    payload["state_dict"] = build_model("Res16UNet14A", 3, 13).state_dict()
+    torch.save(payload, tmp_path / "mixed.pt")
+    result = _run("predict", _scene(tmp_path / "a.ply", n=50), "-w", tmp_path / "mixed.pt")
+    assert result.exit_code == 2
+    assert "does not match Res16UNet14A" in result.stderr
+    assert "final.kernel: checkpoint [96, 13] vs model [96, 20]" in result.stderr
+
+
+def test_4d_checkpoint_is_refused_by_predict_on_files(tmp_path):
+    from stseg_models.checkpoint import dataset_preset as preset
+
+    save_checkpoint(tmp_path / "st.pt", build_model("STRes16UNet14A", 3, 12), preset("synthia4d"))
+    result = _run("predict", _scene(tmp_path / "a.ply", n=50), "-w", tmp_path / "st.pt")
+    assert result.exit_code == 2 and "4D (space + time)" in result.stderr

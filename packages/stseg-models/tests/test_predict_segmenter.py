@@ -152,13 +152,33 @@ def test_original_checkpoint_needs_model_and_dataset(tmp_path, scannet_ckpt):
     assert seg.num_classes == 20 and seg.spec.voxel_size == 0.02
 
 
-def test_4d_checkpoint_is_refused_by_the_3d_segmenter(tmp_path):
-    with torch.device("meta"):
-        model = build_model("STRes16UNet14A", 3, 12)
-    model = model.to_empty(device="cpu")
-    save_checkpoint(tmp_path / "st.pt", model, dataset_preset("synthia4d"))
-    with pytest.raises(CheckpointError, match="4D"):
-        Segmenter.from_checkpoint(tmp_path / "st.pt")
+@pytest.fixture(scope="module")
+def synthia_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt4d") / "synthia.pt"
+    save_checkpoint(path, build_model("STRes16UNet14A", 3, 12), dataset_preset("synthia4d"))
+    return path
+
+
+def test_4d_network_predicts_with_frame_indices(synthia_ckpt):
+    seg = Segmenter.from_checkpoint(synthia_ckpt)
+    assert seg.dimension == 4 and seg.spec.voxel_size == 15.0
+    rng = np.random.default_rng(0)
+    xyz = rng.uniform(0, 300.0, size=(1200, 3))  # centimetres, as Synthia4D
+    rgb = rng.uniform(0, 1, size=(1200, 3)).astype(np.float32)
+    frames = np.repeat(np.arange(3), 400)
+    labels, probs = seg.predict(xyz, rgb, time=frames, rotations=2)
+    assert labels.shape == (1200,) and probs.shape == (1200, 12)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    with pytest.raises(PredictInputError, match="frame index"):
+        seg.predict(xyz, rgb)
+    with pytest.raises(PredictInputError, match="integer frame indices"):
+        seg.predict(xyz, rgb, time=frames[:10])
+
+
+def test_time_for_a_3d_network_is_an_error(seg):
+    with pytest.raises(PredictInputError, match="3D"):
+        seg.predict(*_cloud(10), time=np.zeros(10, dtype=np.int64))
 
 
 @pytest.mark.parametrize("device", ["gpu7", "cuda:0"])

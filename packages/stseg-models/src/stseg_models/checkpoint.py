@@ -107,7 +107,7 @@ def dataset_preset(dataset: str, num_classes: int | None = None) -> InferenceSpe
     presets = {
         "scannet": (labels.SCANNET_CLASS_NAMES, 0.02, list(labels.SCANNET_NYU40_IDS)),
         "s3dis": (labels.S3DIS_CLASS_NAMES, 0.05, None),
-        "synthia4d": (labels.SYNTHIA_CLASS_NAMES, 5.0, None),  # Synthia4D is in centimetres
+        "synthia4d": (labels.SYNTHIA_CLASS_NAMES, 15.0, None),  # centimetres: 15 cm voxels
     }
     if dataset not in presets:
         raise CheckpointError(f"unknown dataset {dataset!r}; expected one of {sorted(presets)}")

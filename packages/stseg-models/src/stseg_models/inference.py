@@ -2,6 +2,7 @@
 
     seg = Segmenter.from_checkpoint("scannet.pt", device="cpu")
     labels, probabilities = seg.predict(xyz, rgb)   # int64 [N], float32 [N, C]
+    labels, _ = seg4d.predict(xyz, rgb, time=frame) # 4D networks: frame index per point
 
 Per rotation: centre the cloud (float64), rotate it about the upright (z) axis, voxelize it
 (`stseg_data.voxelize`: first point's colour per voxel), run the network on the voxels and add the
@@ -145,11 +146,6 @@ class Segmenter:
                 f"inference features {spec.features!r} give {spec.in_channels}"
             )
         model = build_model(**build_args, backend=backend)
-        if getattr(model, "D", 3) != 3:
-            raise CheckpointError(
-                f"{path}: {build_args['name']} is a {model.D}D (space + time) network; "
-                "Segmenter predicts 3D point clouds only"
-            )
         load_weights(model, ckpt.state_dict, strict=True, where=str(path))
         return cls(model.to(dev).eval(), spec, dev)
 
@@ -157,9 +153,15 @@ class Segmenter:
     def num_classes(self) -> int:
         return len(self.spec.class_names)
 
+    @property
+    def dimension(self) -> int:
+        """3 (space) or 4 (space + time: `predict` then needs each point's frame index)."""
+        return int(cast(Any, self.model).D)
+
     def _voxel_logits(self, xyz: np.ndarray, rgb: np.ndarray | None):
         from stseg_data.voxelize import voxelize
 
+        # 4D: the frame index is the last coordinate, with voxel size 1 along time
         vox = voxelize(xyz, self.spec.voxel_size, features=rgb)
         coords = torch.from_numpy(np.ascontiguousarray(vox.coords, dtype=np.int32))
         if rgb is None:
@@ -177,6 +179,22 @@ class Segmenter:
         logits = out.F if rows is None else out.F[rows.to(out.F.device)]
         return logits.float().cpu(), torch.from_numpy(vox.inverse)
 
+    def _frames(self, time: np.ndarray | None, n: int) -> np.ndarray | None:
+        """Checked float64 [N] frame indices for a 4D network; None for a 3D one."""
+        if self.dimension == 3:
+            if time is not None:
+                raise PredictInputError("time given, but the network is 3D (space only)")
+            return None
+        if time is None:
+            raise PredictInputError(
+                f"the network is {self.dimension}D (space + time): pass time, the frame index "
+                "of every point"
+            )
+        frames = np.asarray(time)
+        if frames.shape != (n,) or frames.dtype.kind not in "iu":
+            raise PredictInputError(f"time must be integer frame indices of shape [{n}]")
+        return frames.astype(np.float64)
+
     @torch.inference_mode()
     def predict(
         self,
@@ -185,19 +203,24 @@ class Segmenter:
         *,
         rotations: int = 1,
         fill_color: tuple[float, float, float] | None = None,
+        time: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Labels int64 [N] (0..C-1) and probabilities float32 [N, C] for xyz [N, 3], rgb [N, 3].
 
         `rotations` > 1 averages the logits of that many rotations about z (2*pi*k/rotations).
+        4D (space + time) networks also need `time`: int [N] frame index of every point.
         """
         if not (isinstance(rotations, int) and rotations >= 1):
             raise PredictInputError(f"rotations must be a positive integer, got {rotations!r}")
         xyz, rgb = validate_cloud(xyz, rgb, self.spec, fill_color)
+        frames = self._frames(time, len(xyz))
         centred = xyz - xyz.mean(axis=0)
         n = len(xyz)
         acc = torch.zeros(n, self.num_classes, dtype=torch.float32)
         for k in range(rotations):
             points = centred if k == 0 else centred @ rotation_z(2 * math.pi * k / rotations).T
+            if frames is not None:
+                points = np.hstack([points, frames[:, None]])
             try:
                 logits, inverse = self._voxel_logits(points, rgb)
             except torch.OutOfMemoryError as error:

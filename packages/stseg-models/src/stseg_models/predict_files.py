@@ -140,7 +140,13 @@ def predict_file(seg: Segmenter, path: Path, opts: PredictOptions) -> list[Path]
     if len(labels) != len(cloud):  # F32: one prediction per input point, always
         raise PredictRuntimeError(f"{path}: {len(labels)} predictions for {len(cloud)} points")
     table = np.asarray(seg.spec.label_ids or range(seg.num_classes), dtype=np.int64)
-    _write_outputs(cloud.xyz, labels, table[labels], outputs, seg)
+    fresh = [out for out in outputs if not out.exists()]
+    try:
+        _write_outputs(cloud.xyz, labels, table[labels], outputs, seg)
+    except BaseException:
+        for out in fresh:  # a scene's outputs appear together or not at all
+            out.unlink(missing_ok=True)
+        raise
     return outputs
 
 
@@ -185,6 +191,11 @@ def run_predict(
     """The whole `predict` command: find inputs, load the checkpoint once, predict them all."""
     files = find_inputs(input_path)
     seg = Segmenter.from_checkpoint(weights, device=device, model_name=model_name, dataset=dataset)
+    if seg.dimension != 3:
+        raise PredictInputError(
+            f"{weights}: a {seg.dimension}D (space + time) network; prediction on files supports "
+            "3D networks (use Segmenter.predict(xyz, rgb, time=frames) in Python)"
+        )
 
     from tqdm import tqdm
 
