@@ -38,13 +38,18 @@ def discover_packages() -> list[Path]:
     folders = {p.parent.name: p.parent for p in sorted(PACKAGES_DIR.glob("*/pyproject.toml"))}
     requires: dict[str, set[str]] = {}
     for name, folder in folders.items():
-        deps = {re.split(r"[ <>=!~;\[(]", d, maxsplit=1)[0] for d in _read_project(folder)["dependencies"]}
+        deps = {
+            re.split(r"[ <>=!~;\[(]", d, maxsplit=1)[0]
+            for d in _read_project(folder)["dependencies"]
+        }
         requires[name] = deps & set(folders)
     ordered: list[str] = []
     while len(ordered) < len(folders):
         ready = [n for n in folders if n not in ordered and requires[n] <= set(ordered)]
         if not ready:
-            raise RuntimeError(f"dependency cycle among packages: {sorted(set(folders) - set(ordered))}")
+            raise RuntimeError(
+                f"dependency cycle among packages: {sorted(set(folders) - set(ordered))}"
+            )
         ordered.extend(sorted(ready))
     return [folders[n] for n in ordered]
 
@@ -114,7 +119,17 @@ def build_wheels(session: nox.Session) -> Path:
     for folder in discover_packages():
         # pip builds in an isolated environment holding only the backend (poetry-core), so the
         # session's own environment stays as clean as the user's.
-        session.run("python", "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(outdir), str(folder), silent=True)
+        session.run(
+            "python",
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--wheel-dir",
+            str(outdir),
+            str(folder),
+            silent=True,
+        )
     return outdir
 
 
@@ -146,10 +161,14 @@ def standalone(session: nox.Session) -> None:
     names = {line.split("==")[0].lower() for line in str(installed).splitlines()}
     unwanted = names & {"stseg-train", "ssen-instance", "stseg-viz"}
     if unwanted or "stseg-data" not in names:
-        session.error(f"stseg-models pulled in {sorted(unwanted)}; stseg-data present: {'stseg-data' in names}")
+        session.error(
+            f"stseg-models pulled in {sorted(unwanted)}; stseg-data present: {'stseg-data' in names}"
+        )
     workdir = Path(session.create_tmp()) / "standalone"
     session.run(
-        "python", str(PACKAGES_DIR / "stseg-models" / "tests" / "standalone_predict_check.py"), str(workdir)
+        "python",
+        str(PACKAGES_DIR / "stseg-models" / "tests" / "standalone_predict_check.py"),
+        str(workdir),
     )
 
 
@@ -169,7 +188,13 @@ def bench(session: nox.Session) -> None:
     results.mkdir(exist_ok=True)
     for folder in discover_packages():
         for script in sorted((folder / "benchmarks").glob("bench_*.py")):
-            session.run("python", str(script), "--json", str(results / f"{script.stem}.json"), *session.posargs)
+            session.run(
+                "python",
+                str(script),
+                "--json",
+                str(results / f"{script.stem}.json"),
+                *session.posargs,
+            )
 
 
 if __name__ == "__main__":

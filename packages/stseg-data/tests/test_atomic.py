@@ -21,7 +21,10 @@ def test_error_mid_write_keeps_old_file_and_removes_temp(tmp_path):
     target = tmp_path / "ckpt.pt"
     target.write_bytes(b"good checkpoint")
     before = hashlib.sha256(target.read_bytes()).hexdigest()
-    with pytest.raises(StsegRuntimeError, match=r"ckpt\.pt.*errno 28"), atomic_write(target) as handle:
+    with (
+        pytest.raises(StsegRuntimeError, match=r"ckpt\.pt.*errno 28"),
+        atomic_write(target) as handle,
+    ):
         handle.write(b"half")
         raise OSError(errno.ENOSPC, "No space left on device")
     assert hashlib.sha256(target.read_bytes()).hexdigest() == before
@@ -39,6 +42,9 @@ def test_non_os_error_propagates_and_cleans_up(tmp_path):
 def test_refuses_overwrite_when_asked(tmp_path):
     target = tmp_path / "pred.ply"
     target.write_text("keep")
-    with pytest.raises(StsegInputError, match="already exists"), atomic_write(target, overwrite=False):
+    with (
+        pytest.raises(StsegInputError, match="already exists"),
+        atomic_write(target, overwrite=False),
+    ):
         pass
     assert target.read_text() == "keep"
