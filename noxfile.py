@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import nox
+import tomllib
 
 ROOT = Path(__file__).resolve().parent
 PACKAGES_DIR = ROOT / "packages"

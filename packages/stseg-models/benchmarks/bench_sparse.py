@@ -49,8 +49,11 @@ def make_room(scale: float = 1.0, seed: int = 0) -> np.ndarray:
     for y in (0, sy - 1):
         plane(np.arange(sx), np.arange(h), y, 1, 0.0)
     for _ in range(int(6 * scale**2) + 1):  # furniture: box surfaces (tops and sides)
-        x0, y0 = rng.integers(20, sx - 80), rng.integers(20, sy - 80)
-        dx, dy, dz = rng.integers(20, 60), rng.integers(20, 60), rng.integers(20, 45)
+        x0, y0 = rng.integers(sx // 10, sx * 6 // 10), rng.integers(sy // 10, sy * 6 // 10)
+        dx, dy, dz = (
+            int(v * scale) + 1
+            for v in (rng.integers(20, 60), rng.integers(20, 60), rng.integers(20, 45))
+        )
         plane(np.arange(x0, x0 + dx), np.arange(y0, y0 + dy), dz, 2, 0.0)
         for x in (x0, x0 + dx):
             plane(np.arange(y0, y0 + dy), np.arange(dz), x, 0, 0.0)
@@ -276,7 +279,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
-    coords = make_room(scale=0.45 if args.quick else 1.0)
+    coords = make_room(scale=0.35 if args.quick else 1.0)
     try:
         import_minkowski()
         engines = ["native", "minkowski"]

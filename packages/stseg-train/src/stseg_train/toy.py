@@ -7,6 +7,7 @@ comes from its own seed, as in the real pipeline. Module level so spawned worker
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from torch.utils.data import Dataset
 
 from stseg_train.config import TrainConfig
 from stseg_train.distributed import DistContext
+from stseg_train.metrics import confusion_matrix, summarize
 from stseg_train.state import Components
 
 
@@ -81,6 +83,16 @@ def toy_forward(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
     return model(batch["features"].to(device))
 
 
+def toy_evaluate(model: torch.nn.Module, *, scenes: ToyScenes, num_classes: int) -> dict[str, Any]:
+    """metrics.summarize() of the model on every toy scene (no jitter)."""
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for index in range(len(scenes)):
+        logits = toy_forward(model, {"features": torch.from_numpy(scenes.features[index])})
+        pred = logits.argmax(1).cpu().numpy()
+        confusion += confusion_matrix(pred, scenes.labels[index], num_classes)
+    return summarize(confusion)
+
+
 def toy_components(config: TrainConfig, ctx: DistContext) -> Components:
     """Components of a toy run; `config.extra` may set toy_scenes, toy_points, toy_bn, toy_ignore."""
     torch.manual_seed(config.seed)
@@ -97,5 +109,8 @@ def toy_components(config: TrainConfig, ctx: DistContext) -> Components:
         forward=toy_forward,
         train_set=scenes,
         collate=toy_collate,
-        evaluate=None,
+        # Like the real components: only rank 0 holds a validation set.
+        evaluate=partial(toy_evaluate, scenes=scenes, num_classes=config.num_classes)
+        if ctx.is_main
+        else None,
     )

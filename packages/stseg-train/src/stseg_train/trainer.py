@@ -282,9 +282,10 @@ class Trainer:
 
     # ---- the loop -----------------------------------------------------------------------
     def _evaluate(self, monitor: Monitor) -> None:
-        if self.parts.evaluate is None:
-            return
-        if self.ctx.is_main:
+        """Rank 0 evaluates (only it holds the validation set); every rank then takes part in
+        the same collectives, so their sequences of collectives never diverge."""
+        best = False
+        if self.ctx.is_main and self.parts.evaluate is not None:
             self.model.eval()
             with torch.no_grad():
                 summary = self.parts.evaluate(self.model)
@@ -294,10 +295,6 @@ class Trainer:
             if summary["miou"] > self.state.best_miou:
                 self.state.best_miou = float(summary["miou"])
                 best = True
-            else:
-                best = False
-        else:
-            best = False
         if all_gather_objects(best, self.ctx)[0]:
             self.save("best")
         barrier(self.ctx)

@@ -246,7 +246,7 @@ class SparseTensor:
         if bool((spatial < min_coordinate).any()):
             raise SparseInputError("dense(): some coordinates are below min_coordinate")
         rel = spatial - min_coordinate
-        stride = torch.tensor(self.tensor_stride, device=self.device)
+        stride = torch.tensor(self.tensor_stride, device=self.device).clamp(min=1)  # origin sets: 0
         if contract_stride:
             rel = torch.div(rel, stride, rounding_mode="floor")
         batch = coords[:, 0]
@@ -260,10 +260,8 @@ class SparseTensor:
                 f"dense(): shape {tuple(shape)} does not contain every coordinate"
             )
         out = self._F.new_zeros(tuple(shape))
-        index = (batch, slice(None), *rel.t())
         out = out.permute(0, *range(2, self.D + 2), 1).index_put((batch, *rel.t()), self._F)
         out = out.permute(0, self.D + 1, *range(1, self.D + 1)).contiguous()
-        del index
         return out, min_coordinate.int(), self.tensor_stride
 
     def slice(self, tensor_field: Any) -> Any:
