@@ -85,6 +85,21 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def compat(session: nox.Session) -> None:
+    """Native sparse engine == MinkowskiEngine 0.5.4 (CPU): forward, coordinates, gradients, models.
+
+    Builds MinkowskiEngine once per machine with `stseg-models install-minkowski` (needs Debian's
+    libopenblas-dev; about 15 min on 2 cores), then reuses the wheel cached in ~/.cache/stseg/wheels.
+    """
+    install_packages(session, "-r", "requirements/test.txt")
+    session.env["STSEG_REQUIRE_MINKOWSKI"] = "1"
+    session.run("stseg-models", "install-minkowski")
+    session.run(
+        "pytest", "-m", "minkowski", str(PACKAGES_DIR / "stseg-models" / "tests"), *session.posargs
+    )
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check over the packages and the noxfile."""
     session.install("-r", "requirements/lint.txt")
