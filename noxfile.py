@@ -189,10 +189,13 @@ def standalone(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The main job on built-in synthetic data: generate, preprocess, train, evaluate, predict, render."""
+    """The main job on built-in synthetic data: generate, preprocess, train, evaluate, predict, render.
+
+    Writes runs/demo (or the folder given after `--`); an existing run folder is refused, not clobbered.
+    """
     install_packages(session)
-    out = Path(session.posargs[0]) if session.posargs else ROOT / "runs" / "demo"
-    session.run("python", str(ROOT / "scripts" / "demo.py"), str(out))
+    out = session.posargs[0] if session.posargs else str(ROOT / "runs" / "demo")
+    session.run("stseg-train", "synthetic", "--out", out)
 
 
 @nox.session
