@@ -23,6 +23,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from stseg_models.sparse.errors import SparseBackendError
+
 Region = Literal["hypercube", "spatial", "hybrid"]
 Norm = Literal["batch", "instance", "instance_batch"]
 
@@ -48,6 +50,15 @@ def kernel_generator(
         raise ValueError(f"unknown kernel region {region!r}; expected one of {REGIONS}")
     axis_types = None
     if region == "hybrid" and dimension > 3:
+        if not hasattr(me.RegionType, "HYBRID"):
+            # MinkowskiEngine 0.5.4 dropped the hybrid region (its kernel-volume code for it is
+            # commented out) and its CUSTOM region fails on a tensor of offsets, so the 4D
+            # cube-plus-temporal-cross kernel of the ST networks cannot be built there at all.
+            raise SparseBackendError(
+                f"{getattr(me, '__name__', 'this backend')} cannot build the 4D hybrid kernel "
+                "(spatial cube + temporal cross) of the STRes16UNet networks; use the native "
+                "backend (STSEG_SPARSE_BACKEND=native)"
+            )
         axis_types = [me.RegionType.HYPER_CUBE] * 3 + [me.RegionType.HYPER_CROSS] * (dimension - 3)
     # the offsets table is index data, never a parameter: keep it on the CPU even when a model is
     # laid out under `torch.device("meta")` (parameter counting, cheap test initialisation)
