@@ -29,6 +29,10 @@ def _config(out: Path, **changes) -> TrainConfig:
         tensorboard=False,
         progress=False,
         extra={"toy_scenes": 10, "toy_points": 48},
+        # Bitwise equality needs the same CPU thread count in every process: float reductions are
+        # split by thread, and pytest's process may have changed torch's default (nox sets
+        # OMP_NUM_THREADS=2, other tests call torch.set_num_threads(1)).
+        threads=1,
     )
     return dataclasses.replace(base, **changes)
 
