@@ -4,7 +4,7 @@ stseg-train's `Trainer` brings checkpoints (atomic, hashed, retained), `--resume
 (`--gpus N`, torchrun), lockstep skipping of non-finite / out-of-memory steps, gradient clipping,
 schedules and logging. Its loss is cross-entropy, so `SsenTrainer` overrides the one method that
 computes the loss (`_forward_backward`) with the discriminative loss; everything else is reused
-unchanged, including the process launcher (our `worker` mirrors `stseg_train.run.worker`).
+unchanged, including the process body (`stseg_train.run.worker` with `trainer_class=SsenTrainer`).
 
 SSEN's recipe: Adam at 1e-4, step schedule (x0.8 every 10k iterations), gradient-norm clip 0.5,
 batch 8, 2 cm voxels, Mink16UNet34C with an 8-D embedding head initialised from the semantic
@@ -33,12 +33,11 @@ from ssen_instance.model import (
     save_instance_checkpoint,
 )
 from ssen_instance.scenes import list_scene_files
-from stseg_train.checkpoint import CheckpointManager
-from stseg_train.config import TrainConfig, identity_hash, validate
-from stseg_train.distributed import DistContext, check_gpus, context_from_env, launch
+from stseg_train.config import TrainConfig, validate
+from stseg_train.distributed import DistContext, check_gpus, launch
 from stseg_train.faults import inject_fault
-from stseg_train.rng import seed_everything
 from stseg_train.run import prepare_run_dir
+from stseg_train.run import worker as run_worker
 from stseg_train.trainer import Components, Trainer, TrainState
 
 log = logging.getLogger(__name__)
@@ -47,6 +46,21 @@ TASK = "ssen-instance"
 
 class SsenTrainer(Trainer):
     """stseg-train's Trainer with the discriminative loss on instance ids (batch['labels'])."""
+
+    def fit(self, until: int | None = None) -> TrainState:
+        """Train as stseg-train does, then (rank 0) write the instance checkpoint that
+        `ssen-instance eval` / `predict` read."""
+        state = super().fit(until)
+        if self.ctx.is_main and until is None:
+            save_instance_checkpoint(
+                Path(self.config.out) / "instance.pt",
+                self.model,
+                voxel_size=self.config.voxel_size,
+                extra={
+                    "loss": asdict(DiscriminativeLossConfig(**self.config.extra.get("loss", {})))
+                },
+            )
+        return state
 
     def _forward_backward(self, batch: dict[str, Any]) -> tuple[float, int, int]:
         instances = batch["labels"].to(self.device)
@@ -90,30 +104,10 @@ def ssen_components(config: TrainConfig, ctx: DistContext) -> Components:
 
 
 def worker(config: TrainConfig, resume: bool, restart_from_scratch: bool = False) -> TrainState:
-    """One training process (mirrors `stseg_train.run.worker`, with `SsenTrainer`)."""
-    ctx = context_from_env(config.dist_timeout_s, prefer_cuda=torch.cuda.is_available())
-    if ctx.distributed and ctx.device == "cpu":
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
-    seed_everything(config.seed)
-    trainer = SsenTrainer(config, ctx, ssen_components(config, ctx), config.out)
-    if resume:
-        manager = CheckpointManager(Path(config.out) / "checkpoints", config.keep_last)
-        found = None if restart_from_scratch else manager.load_latest_valid(log.warning)
-        if found is not None:
-            payload, path = found
-            if payload.get("config_hash") != identity_hash(config):
-                raise InstanceInputError(f"{path}: checkpoint belongs to a different config")
-            trainer.restore(payload)
-    state = trainer.fit()
-    if ctx.is_main:
-        save_instance_checkpoint(
-            Path(config.out) / "instance.pt",
-            trainer.model,
-            voxel_size=config.voxel_size,
-            extra={"loss": asdict(DiscriminativeLossConfig(**config.extra.get("loss", {})))},
-        )
-    return state
+    """One training process: stseg-train's process body with `SsenTrainer`."""
+    return run_worker(
+        config, ssen_components, resume, restart_from_scratch, trainer_class=SsenTrainer
+    )
 
 
 def ssen_config(

@@ -83,8 +83,13 @@ def worker(
     restart_from_scratch: bool = False,
     on_step: StepHook | None = None,
     until: int | None = None,
+    trainer_class: type[Trainer] = Trainer,
 ) -> TrainState:
-    """The body of every training process (single, spawned, or torchrun-launched)."""
+    """The body of every training process (single, spawned, or torchrun-launched).
+
+    `trainer_class` lets another task (SSEN's embedding loss) reuse this process body with its own
+    `Trainer` subclass.
+    """
     ctx = context_from_env(config.dist_timeout_s, prefer_cuda=_wants_cuda(config))
     if config.threads > 0:
         torch.set_num_threads(config.threads)
@@ -98,7 +103,7 @@ def worker(
         if ctx.device == "cpu":
             raise TrainInputError("sync_bn needs CUDA (torch's SyncBatchNorm has no CPU kernel)")
         parts.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(parts.model)
-    trainer = Trainer(config, ctx, parts, config.out, on_step=on_step)
+    trainer = trainer_class(config, ctx, parts, config.out, on_step=on_step)
     if resume:
         manager = CheckpointManager(Path(config.out) / "checkpoints", config.keep_last)
         found = None if restart_from_scratch else manager.load_latest_valid(log.warning)
