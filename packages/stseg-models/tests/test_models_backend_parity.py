@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from stseg_models.inference import _output_rows
+from stseg_models.inference import output_rows
 from stseg_models.sparse import backends
 from stseg_models.sparse.errors import SparseBackendError
 from stseg_models.zoo import build_model
@@ -39,7 +39,7 @@ def test_native_and_minkowski_agree(name, dimension):
     with torch.no_grad():
         a = native(native._me.SparseTensor(feats, coordinates=coords))
         b = minkowski(minkowski._me.SparseTensor(feats, coordinates=coords))
-    rows_a, rows_b = _output_rows(a.C, coords), _output_rows(b.C, coords)
+    rows_a, rows_b = output_rows(a.C, coords), output_rows(b.C, coords)
     fa = a.F if rows_a is None else a.F[rows_a]
     fb = b.F if rows_b is None else b.F[rows_b]
     torch.testing.assert_close(fa, fb, rtol=1e-4, atol=1e-4)

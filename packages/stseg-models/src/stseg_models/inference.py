@@ -80,7 +80,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def _output_rows(output_coords: torch.Tensor, input_coords: torch.Tensor) -> torch.Tensor | None:
+def output_rows(output_coords: torch.Tensor, input_coords: torch.Tensor) -> torch.Tensor | None:
     """Row of the output for each input voxel, or None when the backend kept the input order."""
     if torch.equal(output_coords, input_coords):
         return None
@@ -175,7 +175,7 @@ class Segmenter:
         field_coords = torch.cat([batch, coords], 1).to(self.device)
         x = me.SparseTensor(feats.to(self.device), coordinates=field_coords)
         out = self.model(x)
-        rows = _output_rows(out.C, field_coords)
+        rows = output_rows(out.C, field_coords)
         logits = out.F if rows is None else out.F[rows.to(out.F.device)]
         return logits.float().cpu(), torch.from_numpy(vox.inverse)
 

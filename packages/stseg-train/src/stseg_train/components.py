@@ -29,14 +29,14 @@ MIN_WEIGHT_FRACTION = 0.5
 
 def sparse_forward(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
     """Logits [M, C] of a `stseg_models` network, row i for the batch's voxel i."""
-    from stseg_models.inference import _output_rows  # the engine may reorder rows (minkowski)
+    from stseg_models.inference import output_rows  # the engine may reorder rows (minkowski)
 
     network: Any = model  # stseg_models networks carry their sparse engine as `_me`
     me = network._me
     device = next(model.parameters()).device
     coords = batch["coords"].to(device)
     out = model(me.SparseTensor(batch["features"].to(device), coordinates=coords))
-    rows = _output_rows(out.C, coords)
+    rows = output_rows(out.C, coords)
     return out.F if rows is None else out.F[rows.to(out.F.device)]
 
 
