@@ -10,18 +10,13 @@ import colorsys
 
 import numpy as np
 
-SCANNET20_COLORS: tuple[tuple[int, int, int], ...] = (
-    (174, 199, 232), (152, 223, 138), (31, 119, 180), (255, 187, 120), (188, 189, 34),
-    (140, 86, 75), (255, 152, 150), (214, 39, 40), (197, 176, 213), (148, 103, 189),
-    (196, 156, 148), (23, 190, 207), (247, 182, 210), (219, 219, 141), (255, 127, 14),
-    (158, 218, 229), (44, 160, 44), (112, 128, 144), (227, 119, 194), (82, 84, 163),
-)  # fmt: skip
+from stseg_data.colors import SCANNET20_COLORS
 
 
 def palette(num_classes: int, dataset: str | None = None) -> np.ndarray:
     """uint8 [num_classes, 3] colours, one per training class id."""
     if dataset == "scannet" and num_classes == len(SCANNET20_COLORS):
-        return np.array(SCANNET20_COLORS, dtype=np.uint8)
+        return SCANNET20_COLORS.copy()
     golden = 0.618033988749895
     colors = [
         colorsys.hsv_to_rgb((i * golden) % 1.0, 0.65, 0.95 if i % 2 == 0 else 0.75)
