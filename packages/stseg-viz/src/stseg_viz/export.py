@@ -8,9 +8,9 @@ import numpy as np
 
 from stseg_data.ply import write_ply
 from stseg_data.pointcloud import PointCloud
-from stseg_viz.coloring import Coloring, scene_colors
-from stseg_viz.inputs import load_inputs
-from stseg_viz.palettes import IGNORE_LABEL, get_palette
+from stseg_viz.coloring import Coloring
+from stseg_viz.inputs import load_colored_scene
+from stseg_viz.palettes import IGNORE_LABEL
 
 
 def export_colored_ply(
@@ -30,22 +30,15 @@ def export_colored_ply(
     `labels` is an optional per-point file (.txt, .npy, or .ply with a `label` field). Returns the
     colouring used (colours and legend). The write is atomic.
     """
-    cloud, values, emb = load_inputs(
+    cloud, values, coloring = load_colored_scene(
         scene,
-        labels,
-        embeddings,
+        color_by,
+        labels=labels,
+        embeddings=embeddings,
+        palette=palette,
         label_ids=label_ids,
         scene_label_ids=scene_label_ids,
-        palette=palette,
-    )
-    coloring = scene_colors(
-        cloud,
-        color_by,
-        labels=values,
-        palette=get_palette(palette),
         ignore_label=ignore_label,
-        labels_source=str(labels),
-        embeddings=emb,
     )
     write_colored_ply(out, cloud, coloring.colors, labels=values)
     return coloring

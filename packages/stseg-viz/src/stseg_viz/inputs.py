@@ -15,7 +15,9 @@ from stseg_data.io import read_scene
 from stseg_data.labels import nyu40_to_scannet20
 from stseg_data.ply import read_ply_elements
 from stseg_data.pointcloud import PointCloud
+from stseg_viz.coloring import Coloring, scene_colors
 from stseg_viz.errors import LabelFileError, VizInputError
+from stseg_viz.palettes import IGNORE_LABEL, get_palette
 
 #: Id spaces of `--label-ids` / `--scene-label-ids`.
 LABEL_ID_SPACES = ("train", "nyu40")
@@ -57,6 +59,38 @@ def load_inputs(
         converted = to_palette_ids(cloud.labels, scene_label_ids, palette, "--scene-label-ids")
         cloud = PointCloud(cloud.xyz, cloud.rgb, converted, cloud.instances, cloud.path)
     return cloud, values, emb
+
+
+def load_colored_scene(
+    scene: str | os.PathLike[str],
+    color_by: str,
+    *,
+    labels: str | os.PathLike[str] | None = None,
+    embeddings: str | os.PathLike[str] | None = None,
+    palette: str = "scannet20",
+    label_ids: str = "train",
+    scene_label_ids: str = "train",
+    ignore_label: int = IGNORE_LABEL,
+) -> tuple[PointCloud, np.ndarray | None, Coloring]:
+    """`load_inputs` then `scene_colors`: (cloud, labels [N] or None, colouring by `color_by`)."""
+    cloud, values, emb = load_inputs(
+        scene,
+        labels,
+        embeddings,
+        label_ids=label_ids,
+        scene_label_ids=scene_label_ids,
+        palette=palette,
+    )
+    coloring = scene_colors(
+        cloud,
+        color_by,
+        labels=values,
+        palette=get_palette(palette),
+        ignore_label=ignore_label,
+        labels_source=str(labels),
+        embeddings=emb,
+    )
+    return cloud, values, coloring
 
 
 def to_palette_ids(

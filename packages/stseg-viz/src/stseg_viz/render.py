@@ -17,10 +17,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from stseg_data.atomic import atomic_write
-from stseg_viz.coloring import Coloring, error_coloring, label_legend, scene_colors
+from stseg_viz.coloring import Coloring, error_coloring, label_legend
 from stseg_viz.colorize import colorize_labels, rgb_to_uint8
 from stseg_viz.errors import VizInputError
-from stseg_viz.inputs import load_inputs
+from stseg_viz.inputs import load_colored_scene, load_inputs
 from stseg_viz.palettes import IGNORE_LABEL, get_palette
 from stseg_viz.raster import cutaway_mask, project, rasterize
 
@@ -53,22 +53,15 @@ def render_scene(
     `cutaway` hides the ceiling and the walls facing the camera (`raster.cutaway_mask`), to see
     into closed indoor rooms.
     """
-    cloud, values, emb = load_inputs(
+    cloud, _, coloring = load_colored_scene(
         scene,
-        labels,
-        embeddings,
+        color_by,
+        labels=labels,
+        embeddings=embeddings,
+        palette=palette,
         label_ids=label_ids,
         scene_label_ids=scene_label_ids,
-        palette=palette,
-    )
-    coloring = scene_colors(
-        cloud,
-        color_by,
-        labels=values,
-        palette=get_palette(palette),
         ignore_label=ignore_label,
-        labels_source=str(labels),
-        embeddings=emb,
     )
     keep = _visible(cloud.xyz, view, cutaway)
     image = rasterize(cloud.xyz[keep], coloring.colors[keep], view=view, point_size=point_size)
