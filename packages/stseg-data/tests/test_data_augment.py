@@ -202,3 +202,20 @@ def test_missing_colour_is_an_error_unless_filled():  # F7
         prepare_sample(xyz, None, labels, config, train=False)
     sample = prepare_sample(xyz, None, labels, replace(config, fill_color=0.5), train=False)
     assert np.all(sample["features"] == 0.0)
+
+
+def test_quarter_turn_is_an_exact_multiple_of_90_degrees():
+    from stseg_data.augment import random_quarter_turn, rotation_matrix
+
+    rng = np.random.default_rng(3)
+    xyz = rng.uniform(-2, 3, (50, 3)).round(2)
+    seen = set()
+    for seed in range(12):
+        k = int(np.random.default_rng(seed).integers(4))
+        out = random_quarter_turn(xyz, np.random.default_rng(seed))
+        centre = xyz.mean(0)
+        expected = (xyz - centre) @ rotation_matrix([0.0, 0.0, k * np.pi / 2]).T + centre
+        np.testing.assert_allclose(out, expected, atol=1e-9)
+        np.testing.assert_array_equal(out[:, 2], xyz[:, 2])  # upright axis untouched
+        seen.add(k)
+    assert seen == {0, 1, 2, 3}

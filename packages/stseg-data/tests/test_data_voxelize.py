@@ -172,3 +172,44 @@ def test_boundary_values_floor_like_numpy():
     xyz = np.array([[0.0, 0.1, -0.1], [0.2, 0.3, -0.3]])
     out = voxelize(xyz, 0.1)
     np.testing.assert_array_equal(out.coords[out.inverse], np.floor(xyz / 0.1).astype(np.int32))
+
+
+def majority_reference(xyz, size, labels):
+    """Per voxel (sorted keys): the most common non-ignored label, ties to the smaller, else IGNORE."""
+    groups = {}
+    for i, point in enumerate(xyz.tolist()):
+        groups.setdefault(tuple(math.floor(c / size) for c in point), []).append(labels[i])
+    out = []
+    for key in sorted(groups):
+        votes = [v for v in groups[key] if v != IGNORE]
+        out.append(min(set(votes), key=lambda v: (-votes.count(v), v)) if votes else IGNORE)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 5),
+            st.integers(0, 3),
+            st.integers(0, 2),
+            st.sampled_from([0, 1, 2, 7, IGNORE]),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_majority_labels_match_reference(rows):
+    xyz = np.array([r[:3] for r in rows], dtype=np.float64) * 0.3 + 0.01
+    labels = np.array([r[3] for r in rows], dtype=np.int64)
+    out = voxelize(xyz, 0.5, labels=labels, label_mode="majority")
+    assert out.labels.tolist() == majority_reference(xyz, 0.5, labels.tolist())
+
+
+def test_majority_mode_on_a_mixed_voxel_and_an_ignored_one():
+    xyz = np.array([[0.1, 0.1, 0.1]] * 5 + [[1.5, 0.1, 0.1]] * 2)
+    labels = np.array([3, 5, 5, IGNORE, IGNORE, IGNORE, IGNORE])
+    assert voxelize(xyz, 1.0, labels=labels, label_mode="majority").labels.tolist() == [5, IGNORE]
+    assert voxelize(xyz, 1.0, labels=labels).labels.tolist() == [IGNORE, IGNORE]  # unanimous rule
+    with pytest.raises(StsegInputError, match="label_mode"):
+        voxelize(xyz, 1.0, labels=labels, label_mode="vote")

@@ -192,7 +192,7 @@ def test_missing_input_and_bad_options(tmp_path, weights):
 def test_list_and_describe_commands():
     listed = _run("list")
     assert listed.exit_code == 0
-    assert "Res16UNet34C" in listed.output.split() and len(listed.output.split()) == 66
+    assert "Res16UNet34C" in listed.output.split() and len(listed.output.split()) == 68
     described = _run("describe", "Mink16UNet34C")
     assert described.exit_code == 0 and "37,846,644" in described.output
     unknown = _run("describe", "NoNet")

@@ -41,8 +41,8 @@ def _cloud(n: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _reference_logits(seg: Segmenter, xyz: np.ndarray, rgb: np.ndarray, angle: float) -> np.ndarray:
-    """Point logits [N, C] by a plain loop: centre, rotate, floor, first point's colour per voxel."""
-    pts = (xyz - xyz.mean(axis=0)) @ rotation_z(angle).T
+    """Point logits [N, C] by a plain loop: centre x and y, rotate, floor, first point's colour."""
+    pts = (xyz - [*xyz[:, :2].mean(axis=0), 0.0]) @ rotation_z(angle).T
     keys = [tuple(v) for v in np.floor(pts / seg.spec.voxel_size).astype(np.int64)]
     first: dict[tuple, int] = {}
     for i, key in enumerate(keys):
@@ -72,6 +72,17 @@ def test_predict_matches_slow_reference(seg):
     assert probs.std(axis=0).max() > 1e-4  # not a constant output
 
 
+def test_heights_are_kept_and_horizontal_shifts_do_not_matter(seg):
+    # training never shifts the upright axis, so the network may read heights off the grid:
+    # prediction centres x and y only; a horizontal shift of the cloud changes nothing
+    xyz, rgb = _cloud(400, seed=5)
+    _, probs = seg.predict(xyz, rgb)
+    _, shifted = seg.predict(xyz + [12.34, -5.67, 0.0], rgb)
+    np.testing.assert_allclose(shifted, probs, atol=1e-5)
+    reference = _softmax(_reference_logits(seg, xyz, rgb, 0.0))
+    np.testing.assert_allclose(probs, reference, atol=1e-5)
+
+
 def test_rotations_average_logits(seg):
     xyz, rgb = _cloud(1500, seed=1)
     _, probs = seg.predict(xyz, rgb, rotations=3)
@@ -86,7 +97,7 @@ def test_points_in_one_voxel_share_the_prediction(seg):
     )
     rgb = np.repeat(rgb, 3, axis=0)
     labels, probs = seg.predict(xyz, rgb)
-    same_voxel = np.floor((xyz - xyz.mean(0)) / 0.02)
+    same_voxel = np.floor((xyz - [*xyz[:, :2].mean(0), 0.0]) / 0.02)
     for a in range(0, 60, 3):
         if (same_voxel[a] == same_voxel[a + 1]).all():
             assert labels[a] == labels[a + 1] and np.array_equal(probs[a], probs[a + 1])

@@ -35,6 +35,20 @@ def random_rotation(xyz: np.ndarray, rng: np.random.Generator, bounds: Bounds) -
     return out
 
 
+def random_quarter_turn(xyz: np.ndarray, rng: np.random.Generator, upright: int = 2) -> np.ndarray:
+    """Rotate about the upright axis through the centroid by k x 90 degrees, k uniform in 0..3:
+    exact (axes swapped and negated), so an axis-aligned room stays axis-aligned on the grid."""
+    k = int(rng.integers(4))
+    a, b = [i for i in range(3) if i != upright]
+    centre = xyz[:, :3].mean(axis=0)
+    out = xyz.astype(np.float64, copy=True)
+    u, v = xyz[:, a] - centre[a], xyz[:, b] - centre[b]
+    for _ in range(k):
+        u, v = -v, u
+    out[:, a], out[:, b] = u + centre[a], v + centre[b]
+    return out
+
+
 def random_scale(
     xyz: np.ndarray, rng: np.random.Generator, bounds: tuple[float, float] = (0.9, 1.1)
 ) -> np.ndarray:

@@ -37,6 +37,10 @@ class PipelineConfig:
     clip_bounds: tuple | None = None
     chromatic: bool = True
     fill_color: float | None = None  # colour in [0, 1] used for scenes without colour
+    # rotation about the upright axis: "full" (uniform angle, the original), "quarter" (k x 90
+    # degrees: for axis-aligned scenes, keeps walls on the grid) or "none"; tilts stay small
+    upright_rotation: str = "full"
+    label_mode: str = "unanimous"  # voxel labels: "unanimous" (original) or "majority" (voxelize)
     extra: dict = field(default_factory=dict)
 
 
@@ -71,8 +75,10 @@ def augment_geometry(
         if rng.random() < 0.95:
             xyz = A.elastic_distortion(xyz, rng, granularity * scale, magnitude * scale / 10.0)
     bounds = [(-config.rotation_small, config.rotation_small)] * 3
-    bounds[config.upright_axis] = (-np.pi, np.pi)
+    bounds[config.upright_axis] = (-np.pi, np.pi) if config.upright_rotation == "full" else (0, 0)
     xyz = A.random_rotation(xyz, rng, bounds)
+    if config.upright_rotation == "quarter":
+        xyz = A.random_quarter_turn(xyz, rng, config.upright_axis)
     xyz = A.random_scale(xyz, rng, config.scale_bounds)
     xyz = A.random_flip(
         xyz, rng, [a for a in config.flip_axes if a < xyz.shape[1] and a != config.upright_axis]
@@ -116,7 +122,13 @@ def prepare_sample(
         if rgb is None
         else np.asarray(rgb, np.float32)
     )
-    vox = voxelize(xyz, config.voxel_size, labels=labels, clip_bounds=config.clip_bounds)
+    vox = voxelize(
+        xyz,
+        config.voxel_size,
+        labels=labels,
+        clip_bounds=config.clip_bounds,
+        label_mode=config.label_mode,
+    )
     features = colour[vox.index]
     if train and rng is not None and config.chromatic and rgb is not None:
         features = augment_color(features, rng)

@@ -1,7 +1,8 @@
 """Voxelization as the original Minkowski CNN data pipeline (DESIGN §5), vectorised.
 
 Each point goes to the voxel `floor(coord / voxel_size)`; a voxel keeps the features of its
-lowest-index point; its label is the points' label when they all agree, else `ignore_label`; the
+lowest-index point; its label is the points' label when they all agree, else `ignore_label` (the
+original's rule; `label_mode="majority"` instead takes the most frequent non-ignored label); the
 inverse map sends every input point to its voxel row. Works for any dimension D (3 for scenes, 4
 for space + time, where the time axis is an integer frame index with voxel size 1).
 
@@ -22,6 +23,7 @@ from stseg_data.errors import StsegInputError
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 INT64_LIMIT = 2**63 - 1
+LABEL_MODES = ("unanimous", "majority")
 
 
 @dataclass
@@ -30,7 +32,7 @@ class Voxelized:
 
     coords:   int32 [M, D] voxel coordinates, sorted lexicographically (first axis slowest).
     features: [M, C] features of each voxel's representative point, or None.
-    labels:   int64 [M] voxel labels (unanimous, else ignore), or None.
+    labels:   int64 [M] voxel labels (unanimous, else ignore; or the majority), or None.
     inverse:  int64 [N] voxel row of every input point (-1 for points removed by clip_bounds).
     index:    int64 [M] representative point of each voxel (its lowest original index).
     """
@@ -120,8 +122,13 @@ def voxelize(
     labels: np.ndarray | None = None,
     ignore_label: int = 255,
     clip_bounds: Sequence[tuple[float, float]] | None = None,
+    label_mode: str = "unanimous",
 ) -> Voxelized:
     """Voxelize N points xyz [N, D] (float) with optional features [N, C] and labels [N].
+
+    `label_mode`: "unanimous" (the original: a voxel whose points disagree gets `ignore_label`,
+    so boundary voxels never train) or "majority" (the most frequent label among the voxel's
+    non-ignored points, ties to the smaller label; coarse grids keep their boundary voxels).
 
     Raises `StsegInputError` on NaN/inf coordinates, an empty cloud (also after clipping),
     misaligned arrays and grids that overflow int32.
@@ -130,6 +137,10 @@ def voxelize(
     if xyz.ndim != 2 or xyz.shape[1] < 1:
         raise StsegInputError(f"voxelize: xyz must have shape [N, D], got {xyz.shape}")
     n, dim = xyz.shape
+    if label_mode not in LABEL_MODES:
+        raise StsegInputError(
+            f"voxelize: label_mode must be one of {LABEL_MODES}, got {label_mode!r}"
+        )
     if n == 0:
         raise StsegInputError("voxelize: 0 points")
     for name, arr in (("features", features), ("labels", labels)):
@@ -166,11 +177,14 @@ def voxelize(
     if labels is not None:
         point_order = order if kept is None else kept[order]
         sorted_labels = np.asarray(labels, dtype=np.int64)[point_order]
-        voxel_labels = sorted_labels[starts]
-        # a label change inside a voxel (not at its start) makes it ambiguous
-        mixed = sorted_labels[1:] != sorted_labels[:-1]
-        mixed &= ~flags[1:]
-        voxel_labels[sorted_vid[1:][mixed]] = ignore_label
+        if label_mode == "majority":
+            voxel_labels = majority_labels(sorted_vid, sorted_labels, len(starts), ignore_label)
+        else:
+            voxel_labels = sorted_labels[starts]
+            # a label change inside a voxel (not at its start) makes it ambiguous
+            mixed = sorted_labels[1:] != sorted_labels[:-1]
+            mixed &= ~flags[1:]
+            voxel_labels[sorted_vid[1:][mixed]] = ignore_label
     return Voxelized(
         coords=_decode(
             None if sorted_key is None else sorted_key[starts], lo, extents, xyz, sizes, local_index
@@ -180,6 +194,35 @@ def voxelize(
         inverse=inverse,
         index=index,
     )
+
+
+def majority_labels(
+    voxel_of_point: np.ndarray, labels: np.ndarray, num_voxels: int, ignore_label: int
+) -> np.ndarray:
+    """int64 [M]: each voxel's most frequent label among its points whose label is not
+    `ignore_label` (ties to the smaller label); `ignore_label` where every point is ignored.
+
+    voxel_of_point int64 [N] in [0, M), labels int64 [N]. One lexsort over (voxel, label) pairs:
+    run lengths give the count of each pair, a second lexsort puts each voxel's largest count first.
+    """
+    out = np.full(num_voxels, ignore_label, dtype=np.int64)
+    keep = labels != ignore_label
+    vid, lab = voxel_of_point[keep], labels[keep]
+    if vid.size == 0:
+        return out
+    order = np.lexsort((lab, vid))
+    vid, lab = vid[order], lab[order]
+    new_run = np.ones(vid.size, dtype=bool)
+    new_run[1:] = (vid[1:] != vid[:-1]) | (lab[1:] != lab[:-1])
+    run_start = np.flatnonzero(new_run)
+    run_len = np.diff(np.append(run_start, vid.size))
+    run_vid, run_lab = vid[run_start], lab[run_start]
+    best = np.lexsort((run_lab, -run_len, run_vid))  # per voxel: largest count, then smallest label
+    first = np.ones(best.size, dtype=bool)
+    first[1:] = run_vid[best][1:] != run_vid[best][:-1]
+    winners = best[first]
+    out[run_vid[winners]] = run_lab[winners]
+    return out
 
 
 def _decode(keys, lo, extents, xyz, sizes, rows) -> np.ndarray:

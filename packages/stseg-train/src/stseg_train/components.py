@@ -14,6 +14,7 @@ from dataclasses import asdict
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 
 from stseg_data.dataset import make_collate_fn
@@ -21,6 +22,7 @@ from stseg_train.config import TrainConfig
 from stseg_train.data import SceneSamples, split_items
 from stseg_train.distributed import DistContext
 from stseg_train.evaluate import class_names, evaluate_scenes
+from stseg_train.loss import class_weights
 from stseg_train.state import Components
 
 log = logging.getLogger(__name__)
@@ -117,7 +119,23 @@ def dataset_components(config: TrainConfig, ctx: DistContext) -> Components:
         collate=make_collate_fn(config.max_points_per_batch or None),
         evaluate=evaluate,
         export_meta=inference_meta(config, model),
+        class_weights=_class_weights(config, train_set),
     )
+
+
+def _class_weights(config: TrainConfig, train_set: SceneSamples) -> torch.Tensor | None:
+    """`config.class_balance` weights from the label counts of every training point."""
+    if config.class_balance <= 0:
+        return None
+    counts = np.zeros(config.num_classes, dtype=np.int64)
+    for index in range(len(train_set)):
+        labels = np.asarray(train_set.cloud(index).labels)
+        labels = labels[(labels >= 0) & (labels < config.num_classes)]
+        counts += np.bincount(labels, minlength=config.num_classes)
+    weights = class_weights(counts, config.class_balance)
+    log.info("class weights (class_balance %.2f): %s", config.class_balance,
+             " ".join(f"{w:.2f}" for w in weights))  # fmt: skip
+    return torch.from_numpy(weights)
 
 
 def _evaluate(model: torch.nn.Module, *, samples: SceneSamples, rotations: int) -> dict[str, Any]:

@@ -9,6 +9,7 @@ the dataset's `stseg_data.pipelines` recipe using a per-sample generator seeded 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,13 @@ def split_items(config: TrainConfig, split: str) -> list[Any]:
 
 def pipeline_config(config: TrainConfig) -> PipelineConfig:
     """The dataset's augmentation and voxelization recipe at the configured voxel size."""
-    return config_for(PIPELINE_OF[config.dataset], config.voxel_size)
+    pipeline = config_for(PIPELINE_OF[config.dataset], config.voxel_size)
+    return replace(
+        pipeline,
+        label_mode=config.voxel_labels,
+        elastic=pipeline.elastic if config.elastic else (),
+        upright_rotation=config.rotation,
+    )
 
 
 def coordinate_features(coords: np.ndarray, voxel_size: float) -> np.ndarray:

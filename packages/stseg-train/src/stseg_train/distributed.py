@@ -9,6 +9,7 @@ group has a timeout, so a dead peer becomes an error instead of a hang.
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import socket
 import sys
@@ -93,8 +94,17 @@ def _loopback_only() -> bool:
 
 
 def _spawned_worker(
-    local_rank: int, world: int, port: int, fn: Callable[..., Any], args: Sequence[Any]
+    local_rank: int,
+    world: int,
+    port: int,
+    fn: Callable[..., Any],
+    args: Sequence[Any],
+    log_level: int | None = None,
 ) -> None:
+    if log_level is not None and not logging.getLogger().handlers:
+        # a spawned interpreter starts without the parent's logging setup (the CLI's): mirror it,
+        # so rank 0's progress lines reach the terminal
+        logging.basicConfig(level=log_level, format="%(message)s")
     os.environ.update(
         RANK=str(local_rank),
         LOCAL_RANK=str(local_rank),
@@ -118,8 +128,12 @@ def launch(fn: Callable[..., Any], args: Sequence[Any], nprocs: int) -> None:
     import torch.multiprocessing as mp
 
     port = free_port()
+    root = logging.getLogger()
+    log_level = root.getEffectiveLevel() if root.handlers else None
     try:
-        mp.spawn(_spawned_worker, args=(nprocs, port, fn, args), nprocs=nprocs, join=True)
+        mp.spawn(
+            _spawned_worker, args=(nprocs, port, fn, args, log_level), nprocs=nprocs, join=True
+        )
     except mp.ProcessExitedException as error:
         raise WorkerFailed(
             f"worker {error.error_index} exited with code {error.exit_code} (message above)",

@@ -1,7 +1,7 @@
 """Evaluation of a segmentation network on whole scenes: on voxels and on the original points.
 
-Per scene: centre the cloud, for each of `rotations` rotations about the upright axis voxelize it
-with the evaluation pipeline (no augmentation), run the network, and add the voxel logits to every
+Per scene: centre the cloud horizontally (the upright axis is kept: training never shifts it),
+for each of `rotations` rotations about the upright axis voxelize it with the evaluation pipeline (no augmentation), run the network, and add the voxel logits to every
 point through the inverse map. Voxel metrics use the first rotation's voxels and voxel labels;
 point metrics use the rotation-averaged logits against every point's label. This is the same
 input convention as `stseg_models.Segmenter`, so its predictions match these numbers.
@@ -68,7 +68,10 @@ def scene_logits(
     config = samples.config
     xyz = np.asarray(cloud.xyzt if hasattr(cloud, "xyzt") else cloud.xyz, dtype=np.float64)
     centred = xyz.copy()
-    centred[:, :3] -= xyz[:, :3].mean(0)
+    # horizontal axes only (as stseg_models.Segmenter): training never shifts the upright axis
+    upright = samples.pipeline.upright_axis
+    horizontal = [a for a in range(3) if a != upright]
+    centred[:, horizontal] -= xyz[:, horizontal].mean(0)
     acc = np.zeros((len(xyz), config.num_classes), dtype=np.float32)
     first: dict[str, Any] = {}
     for k in range(rotations):

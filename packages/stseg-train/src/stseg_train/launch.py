@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,9 @@ def train_command(
         "out": run,
     }
     config = resolve_config(dataset, config_file=config_file, options=options, sets=sets, base=base)
+    if not gpus and not procs and config.cpu_procs > 1:
+        procs = min(config.cpu_procs, os.cpu_count() or 1)
+        procs = procs if procs > 1 else 0
     if dataset == "synthetic":
         from stseg_train.synthetic import run_synthetic
 

@@ -23,6 +23,7 @@ class Components:
     collate: Callable[[list[Any]], dict[str, Any]]
     evaluate: Callable[[torch.nn.Module], dict[str, Any]] | None = None  # -> metrics.summarize()
     export_meta: dict[str, Any] = field(default_factory=dict)  # stseg-models checkpoint keys
+    class_weights: torch.Tensor | None = None  # float32 [C] cross-entropy weights, or None
 
 
 @dataclass

@@ -16,6 +16,7 @@ import dataclasses
 import io
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ def make_synthetic_dataset(root: Path, scenes: int, seed: int) -> Path:
         )
     tic = time.perf_counter()
     write_synthetic("scannet", raw, scenes, seed=seed)
-    preprocess("scannet", raw, prepared)
+    preprocess("scannet", raw, prepared, workers=min(2, os.cpu_count() or 1))
     with atomic_write(marker, "w") as handle:
         json.dump(wanted, handle)
     log.info("synthetic data: %d scenes in %.0f s", scenes, time.perf_counter() - tic)

@@ -77,6 +77,9 @@ class Trainer:
         self.device = torch.device(ctx.device)
         self.model = parts.model.to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.class_weights = (
+            None if parts.class_weights is None else parts.class_weights.to(self.device)
+        )
         self.optimizer = build_optimizer(config, self.params)
         self.scheduler = build_scheduler(config, self.optimizer)
         self.use_amp = config.amp and self.device.type == "cuda"
@@ -183,7 +186,7 @@ class Trainer:
         labels = check_labels(batch["labels"], self.config, batch["names"]).to(self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
             logits = self.parts.forward(self.model, batch)
-        loss, n_valid, correct = batch_loss(logits, labels, self.config)
+        loss, n_valid, correct = batch_loss(logits, labels, self.config, self.class_weights)
         poisoned = inject_fault("nan", self.ctx.rank, self.state.iteration, loss)
         loss = loss if poisoned is None else poisoned
         self.scaler.scale(loss / self.config.iter_size).backward()
