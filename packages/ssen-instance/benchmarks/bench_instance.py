@@ -1,13 +1,16 @@
 """Per-scene SSEN inference time by stage, naive per-point HDBSCAN vs faster clustering.
 
-    python bench_instance.py --json OUT.json [--quick] [--no-model]
+    python bench_instance.py --json OUT.json [--quick] [--no-model] [--scenes N] [--threads T]
 
 Scenes are procedural rooms (`ssen_instance.toy`). The semantic and embedding passes run the real
 networks (random weights: time only, their outputs are not used); clustering then runs on
 simulated embeddings and semantics (ground truth with noise, `ssen_instance.toy`) so that every
 strategy can be scored with the ScanNet AP against the scene's ground truth. Strategies:
-`point` (the original: HDBSCAN on every foreground point), `voxel` and `voxel_class`.
-Ratios are against `point`, measured in the same process.
+`point` (the original: HDBSCAN on every foreground point), `voxel`, `voxel_class` and `cell`.
+Ratios are against `point`, measured in the same process. The two passes share one voxelization,
+as `InstanceSegmenter.predict` does. `--threads 1` is the faster setting on a loaded machine
+(OpenMP threads of small sparse kernels waiting for each other); scikit-learn's HDBSCAN is
+single-threaded either way.
 """
 
 from __future__ import annotations
@@ -38,11 +41,15 @@ def _model_passes(scene, model_name: str) -> dict[str, float]:
     sem_model = build_model(model_name, 3, 20).eval()
     emb_model = build_embedding_model(model_name, 8).eval()
     tic = time.perf_counter()
-    semantic_pass(sem_model, dataset_preset("scannet"), scene.xyz, scene.rgb)
+    # As `InstanceSegmenter.predict`: one voxelization (both networks at 2 cm) for both passes.
+    vox = voxelize(scene.xyz, 0.02)
+    semantic_pass(sem_model, dataset_preset("scannet"), scene.xyz, scene.rgb, vox=vox)
     semantic = time.perf_counter() - tic
     tic = time.perf_counter()
     # Background removal as at inference, from the true classes (the random net predicts noise).
-    embedding_pass(emb_model, instance_inference_spec(8), scene.xyz, scene.rgb, scene.semantic)
+    embedding_pass(
+        emb_model, instance_inference_spec(8), scene.xyz, scene.rgb, scene.semantic, vox=vox
+    )
     return {"semantic": semantic, "embedding": time.perf_counter() - tic}
 
 
@@ -66,8 +73,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small scenes, small network")
     parser.add_argument("--no-model", action="store_true", help="skip the network passes")
     parser.add_argument("--scenes", type=int, default=None)
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads of the network passes (default 2)"
+    )
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     if args.quick:
         room = {"num_objects": 6, "density": 900.0, "size": 3.5}
         model_name, scenes = "Res16UNet14A", args.scenes or 1

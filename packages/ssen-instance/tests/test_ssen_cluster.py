@@ -61,6 +61,23 @@ def test_bad_params() -> None:
         ClusterParams(min_cluster_size=1)
     with pytest.raises(InstanceInputError, match="strategy"):
         GroupingConfig(strategy="fast")  # type: ignore[arg-type]
+    with pytest.raises(InstanceInputError, match="score"):
+        GroupingConfig(score="membership")  # type: ignore[arg-type]
+
+
+def test_score_is_the_vote_share_unless_membership_is_asked_for() -> None:
+    rng = np.random.default_rng(4)
+    emb, truth = _blobs(rng, [150, 150])
+    sem = np.array([CHAIR, TABLE])[truth]
+    sem[:30] = TABLE  # 30 of the chair's 150 voxels predicted table: vote share 0.8
+    params = ClusterParams(min_cluster_size=100)
+    vote = group_instances(emb, sem, config=GroupingConfig("voxel", params))
+    both = group_instances(
+        emb, sem, config=GroupingConfig("voxel", params, score="vote_membership")
+    )
+    assert sorted(vote.scores.tolist()) == pytest.approx([0.8, 1.0])
+    assert [m.tolist() for m in vote.masks] == [m.tolist() for m in both.masks]
+    assert (both.scores <= vote.scores + 1e-12).all()
 
 
 def test_instances_from_clusters_majority_and_score() -> None:

@@ -9,6 +9,7 @@ from ssen_instance.errors import InstanceInputError
 from ssen_instance.inference import InstanceSegmenter, embedding_pass, semantic_pass, voxel_features
 from ssen_instance.model import build_embedding_model, instance_inference_spec
 from ssen_instance.toy import toy_room
+from stseg_data.voxelize import voxelize
 from stseg_models.checkpoint import dataset_preset
 from stseg_models.zoo import build_model
 
@@ -50,3 +51,24 @@ def test_given_semantics_skip_the_semantic_network(room) -> None:
     assert (pred.semantic == room.semantic).all()
     with pytest.raises(InstanceInputError, match="no semantic checkpoint"):
         segmenter.predict(room.xyz, room.rgb)
+
+
+def test_shared_voxelization_matches_separate_passes(room) -> None:
+    # predict() voxelizes once for both passes; the results must equal two separate voxelizations
+    sem_model = build_model(NAME, 3, 20).eval()
+    emb_model = build_embedding_model(NAME, 8).eval()
+    spec = dataset_preset("scannet")
+    vox = voxelize(room.xyz, spec.voxel_size)
+    alone = semantic_pass(sem_model, spec, room.xyz, room.rgb)
+    shared = semantic_pass(sem_model, spec, room.xyz, room.rgb, vox=vox)
+    assert (alone == shared).all()
+    emb_spec = instance_inference_spec(8, spec.voxel_size)
+    a = embedding_pass(emb_model, emb_spec, room.xyz, room.rgb, alone)
+    b = embedding_pass(emb_model, emb_spec, room.xyz, room.rgb, alone, vox=vox)
+    for x, y in zip(a, b):
+        assert np.array_equal(x, y)
+    segmenter = InstanceSegmenter(sem_model, spec, emb_model, emb_spec)
+    pred = segmenter.predict(room.xyz, room.rgb)
+    assert (pred.semantic == alone).all()
+    with pytest.raises(InstanceInputError, match="covers"):
+        semantic_pass(sem_model, spec, room.xyz[:-1], room.rgb[:-1], vox=vox)

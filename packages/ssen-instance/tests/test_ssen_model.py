@@ -71,3 +71,17 @@ def test_instance_checkpoint_round_trip(tmp_path: Path) -> None:
         assert torch.equal(
             forward_sparse(model, coords, feats), forward_sparse(loaded, coords, feats)
         )
+
+
+def test_trainer_checkpoint_keeps_the_run_voxel_size(tmp_path: Path) -> None:
+    # a stseg-train checkpoint (state_dict + model_args + config) of a 5 cm recipe loads at 5 cm
+    model = build_embedding_model(NAME, 8, bn_momentum=0.1)
+    payload = {
+        "state_dict": model.state_dict(),
+        "model_args": dict(model.model_args),  # type: ignore[arg-type]
+        "config": {"voxel_size": 0.05},
+    }
+    torch.save(payload, tmp_path / "iter.pth")
+    loaded, spec = load_instance_model(tmp_path / "iter.pth")
+    assert spec.voxel_size == 0.05 and len(spec.class_names) == 8
+    assert {m.momentum for m in loaded.modules() if hasattr(m, "running_mean")} == {0.1}

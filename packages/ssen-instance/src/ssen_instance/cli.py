@@ -26,6 +26,8 @@ def _cluster_options(fn):
         click.option("--min-samples", type=int, default=None),
         click.option("--cluster-epsilon", type=float, default=0.5, show_default=True,
                      help="HDBSCAN cluster_selection_epsilon."),
+        click.option("--score", type=click.Choice(["vote", "vote_membership"]), default="vote",
+                     show_default=True, help="Instance confidence: vote share (x HDBSCAN membership)."),
         click.option("--rotations", type=int, default=1, show_default=True,
                      help="Semantic pass averaged over this many rotations about z."),
         click.option("--device", default="cpu", show_default=True),
@@ -35,7 +37,9 @@ def _cluster_options(fn):
     return fn
 
 
-def _grouping(strategy: str, min_cluster_size: int, min_samples: int | None, epsilon: float):
+def _grouping(
+    strategy: str, min_cluster_size: int, min_samples: int | None, epsilon: float, score: str
+):
     from ssen_instance.cluster import ClusterParams
     from ssen_instance.grouping import GroupingConfig
 
@@ -44,7 +48,7 @@ def _grouping(strategy: str, min_cluster_size: int, min_samples: int | None, eps
         min_samples=min_samples,
         cluster_selection_epsilon=epsilon,
     )
-    return GroupingConfig(strategy=strategy, params=params)  # type: ignore[arg-type]
+    return GroupingConfig(strategy=strategy, params=params, score=score)  # type: ignore[arg-type]
 
 
 @main.command()
@@ -54,23 +58,30 @@ def _grouping(strategy: str, min_cluster_size: int, min_samples: int | None, eps
 @click.option("--semantic-weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Semantic checkpoint to initialise the backbone from.")  # fmt: skip
 @click.option("--out", required=True, type=click.Path(), help="Run folder.")
-@click.option("--model", default="Mink16UNet34C", show_default=True)
+@click.option("--recipe", type=click.Choice(["ssen", "synthetic-cpu"]), default="ssen",
+              show_default=True,
+              help="ssen: the original (Mink16UNet34C, 2 cm, Adam 1e-4, batch 8, 60k iterations); "
+                   "synthetic-cpu: 20 CPU minutes on synthetic scenes (Res16UNet14A, 5 cm, Adam "
+                   "1e-3, batch 2, 300 iterations). Options below override the recipe.")  # fmt: skip
+@click.option("--model", default=None, help="Registry backbone (recipe: Mink16UNet34C).")
 @click.option("--embedding-dim", type=int, default=8, show_default=True)
-@click.option("--max-iter", type=int, default=60000, show_default=True)
-@click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--lr", type=float, default=1e-4, show_default=True)
-@click.option("--save-freq", type=int, default=1000, show_default=True)
+@click.option("--max-iter", type=int, default=None, help="Iterations (recipe: 60000).")
+@click.option("--batch-size", type=int, default=None, help="Scenes per step (recipe: 8).")
+@click.option("--lr", type=float, default=None, help="Adam learning rate (recipe: 1e-4).")
+@click.option("--save-freq", type=int, default=None, help="Checkpoint every N (recipe: 1000).")
+@click.option("--voxel-size", type=float, default=None, help="Metres (recipe: 0.02).")
 @click.option("--gpus", type=int, default=0, help="Processes on GPUs (torch.distributed, NCCL).")
 @click.option("--procs", type=int, default=0, help="CPU processes (gloo).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out.")
-def train(data, semantic_weights, out, model, embedding_dim, max_iter, batch_size, lr, save_freq,
-          gpus, procs, resume) -> None:  # fmt: skip
+def train(data, semantic_weights, out, recipe, model, embedding_dim, max_iter, batch_size, lr,
+          save_freq, voxel_size, gpus, procs, resume) -> None:  # fmt: skip
     """Train the embedding network (through stseg-train's trainer)."""
     from ssen_instance.train import ssen_config, train_instance
 
     config = ssen_config(
-        data, out, semantic_weights=semantic_weights, model=model, embedding_dim=embedding_dim,
-        max_iter=max_iter, batch_size=batch_size, lr=lr, save_freq=save_freq,
+        data, out, recipe=recipe, semantic_weights=semantic_weights, embedding_dim=embedding_dim,
+        model=model, max_iter=max_iter, batch_size=batch_size, lr=lr, save_freq=save_freq,
+        voxel_size=voxel_size,
     )  # fmt: skip
     train_instance(config, gpus=gpus, procs=procs, resume=resume)
     click.echo(f"instance checkpoint: {out}/instance.pt")
@@ -87,13 +98,13 @@ def train(data, semantic_weights, out, model, embedding_dim, max_iter, batch_siz
               help="Use the scene files' predicted-semantic column instead of the semantic pass.")  # fmt: skip
 @_cluster_options
 def evaluate(scenes, semantic_weights, instance_weights, out, stored_semantic, strategy,
-             min_cluster_size, min_samples, cluster_epsilon, rotations, device) -> None:  # fmt: skip
+             min_cluster_size, min_samples, cluster_epsilon, score, rotations, device) -> None:  # fmt: skip
     """ScanNet instance AP over SSEN scene files (SCENE.pt or a folder)."""
     from ssen_instance.pipeline import evaluate_path, make_segmenter
 
     if semantic_weights is None and not stored_semantic:
         raise click.UsageError("pass --semantic-weights S, or --stored-semantic")
-    grouping = _grouping(strategy, min_cluster_size, min_samples, cluster_epsilon)
+    grouping = _grouping(strategy, min_cluster_size, min_samples, cluster_epsilon, score)
     segmenter = make_segmenter(
         semantic_weights, instance_weights, grouping, rotations=rotations, device=device
     )
@@ -110,11 +121,11 @@ def evaluate(scenes, semantic_weights, instance_weights, out, stored_semantic, s
 @click.option("--overwrite", is_flag=True)
 @_cluster_options
 def predict(scene, out, semantic_weights, instance_weights, overwrite, strategy, min_cluster_size,
-            min_samples, cluster_epsilon, rotations, device) -> None:  # fmt: skip
+            min_samples, cluster_epsilon, score, rotations, device) -> None:  # fmt: skip
     """Instances of SCENE (.ply or SSEN .pt) in the ScanNet benchmark format."""
     from ssen_instance.pipeline import make_segmenter, predict_file
 
-    grouping = _grouping(strategy, min_cluster_size, min_samples, cluster_epsilon)
+    grouping = _grouping(strategy, min_cluster_size, min_samples, cluster_epsilon, score)
     segmenter = make_segmenter(
         semantic_weights, instance_weights, grouping, rotations=rotations, device=device
     )

@@ -36,6 +36,8 @@ from stseg_data.labels import SCANNET_INSTANCE_CLASS_IDS
 
 Strategy = Literal["point", "voxel", "voxel_class", "cell"]
 STRATEGIES: tuple[str, ...] = ("point", "voxel", "voxel_class", "cell")
+Score = Literal["vote", "vote_membership"]
+SCORES: tuple[str, ...] = ("vote", "vote_membership")
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,19 @@ class GroupingConfig:
     params: ClusterParams = field(default_factory=ClusterParams)
     instance_classes: tuple[int, ...] = SCANNET_INSTANCE_CLASS_IDS
     cell: int = 3
+    # Confidence of an instance: the share of its points voting for its class ("vote"), or that
+    # times its mean HDBSCAN membership ("vote_membership"). Measured on the held-out synthetic
+    # scenes, the membership only adds noise to the ranking (AP50 0.426 vs 0.399, see README).
+    score: Score = "vote"
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise InstanceInputError(
                 f"unknown clustering strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}"
+            )
+        if self.score not in SCORES:
+            raise InstanceInputError(
+                f"unknown score {self.score!r}; choose one of {', '.join(SCORES)}"
             )
         if self.cell < 1:
             raise InstanceInputError(f"cell must be >= 1 voxel, got {self.cell}")
@@ -140,7 +150,7 @@ def group_instances(
         membership = np.zeros(n)
         membership[fg_point] = prob
         return instances_from_clusters(
-            cluster, sem[inv], membership, allowed_labels=cfg.instance_classes
+            cluster, sem[inv], _membership(membership, cfg), allowed_labels=cfg.instance_classes
         )
 
     counts = np.bincount(inv, minlength=m)
@@ -164,5 +174,13 @@ def group_instances(
         voxel_cluster[sel] = ids
         voxel_prob[sel] = prob
     return instances_from_clusters(
-        voxel_cluster[inv], sem[inv], voxel_prob[inv], allowed_labels=cfg.instance_classes
+        voxel_cluster[inv],
+        sem[inv],
+        _membership(voxel_prob[inv], cfg),
+        allowed_labels=cfg.instance_classes,
     )
+
+
+def _membership(prob: np.ndarray, cfg: GroupingConfig) -> np.ndarray | None:
+    """The membership probabilities that enter the score (None: the vote share alone)."""
+    return prob if cfg.score == "vote_membership" else None

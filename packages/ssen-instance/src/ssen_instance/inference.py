@@ -24,7 +24,7 @@ from ssen_instance.grouping import GroupingConfig, group_instances
 from ssen_instance.instances import Instances
 from ssen_instance.model import forward_sparse, load_instance_model
 from stseg_data.labels import SCANNET_INSTANCE_CLASS_IDS
-from stseg_data.voxelize import voxelize
+from stseg_data.voxelize import Voxelized, voxelize
 from stseg_models.checkpoint import InferenceSpec, read_checkpoint
 
 
@@ -69,6 +69,17 @@ def _batched(coords: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.concatenate([np.zeros((len(coords), 1), np.int32), coords], 1))
 
 
+def _grid(xyz: np.ndarray, voxel_size: float, vox: Voxelized | None) -> Voxelized:
+    """The voxelization of `xyz` at `voxel_size`: `vox` when the caller already made it."""
+    if vox is None:
+        return voxelize(xyz, voxel_size)
+    if len(vox.inverse) != len(xyz):
+        raise InstanceInputError(
+            f"the given voxelization covers {len(vox.inverse)} points, the scene has {len(xyz)}"
+        )
+    return vox
+
+
 @torch.no_grad()
 def semantic_pass(
     model: nn.Module,
@@ -78,19 +89,30 @@ def semantic_pass(
     *,
     rotations: int = 1,
     device: str = "cpu",
+    vox: Voxelized | None = None,
 ) -> np.ndarray:
-    """int64 [N] predicted training ids: softmax averaged over `rotations` turns about z."""
+    """int64 [N] predicted training ids: softmax averaged over `rotations` turns about z.
+
+    `vox`: the scene's voxelization at `spec.voxel_size` when already made (used when
+    `rotations` is 1), so that the semantic and the embedding pass voxelize only once.
+    """
     if rotations < 1:
         raise InstanceInputError(f"rotations must be >= 1, got {rotations}")
     feats = voxel_features(rgb, spec, len(xyz))
+    if rotations == 1:
+        grid = _grid(xyz, spec.voxel_size, vox)
+        out = forward_sparse(
+            model, _batched(grid.coords).to(device), torch.from_numpy(feats[grid.index]).to(device)
+        )
+        # the argmax of one pass needs no softmax, and is taken per voxel, not per point
+        return out.argmax(dim=1).cpu().numpy().astype(np.int64)[grid.inverse]
     probs = None
     for r in range(rotations):
-        vox = voxelize(_rotate_z(xyz, 2 * math.pi * r / rotations), spec.voxel_size, features=feats)
-        assert vox.features is not None
+        grid = voxelize(_rotate_z(xyz, 2 * math.pi * r / rotations), spec.voxel_size)
         out = forward_sparse(
-            model, _batched(vox.coords).to(device), torch.from_numpy(vox.features).to(device)
+            model, _batched(grid.coords).to(device), torch.from_numpy(feats[grid.index]).to(device)
         )
-        p = torch.softmax(out.float(), dim=1).cpu().numpy()[vox.inverse]
+        p = torch.softmax(out.float(), dim=1).cpu().numpy()[grid.inverse]
         probs = p if probs is None else probs + p
     assert probs is not None
     return probs.argmax(axis=1).astype(np.int64)
@@ -106,15 +128,16 @@ def embedding_pass(
     *,
     instance_classes: tuple[int, ...] = SCANNET_INSTANCE_CLASS_IDS,
     device: str = "cpu",
+    vox: Voxelized | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Embed the foreground: (embeddings [M, D], semantic [M], point->voxel [N], coords [M, 3]).
 
     Voxels whose representative point is not predicted as an instance class get no embedding
-    (zeros) and are skipped by the clustering.
+    (zeros) and are skipped by the clustering. `vox`: the scene's voxelization at
+    `spec.voxel_size` when already made (by the semantic pass).
     """
-    feats = voxel_features(rgb, spec, len(xyz))
-    vox = voxelize(xyz, spec.voxel_size, features=feats)
-    assert vox.features is not None
+    vox = _grid(xyz, spec.voxel_size, vox)
+    features = voxel_features(rgb, spec, len(xyz))[vox.index]
     voxel_sem = np.asarray(point_semantic, np.int64)[vox.index]
     fg = np.isin(voxel_sem, np.asarray(instance_classes))
     dim = len(spec.class_names)
@@ -123,7 +146,7 @@ def embedding_pass(
         out = forward_sparse(
             model,
             _batched(vox.coords[fg]).to(device),
-            torch.from_numpy(vox.features[fg]).to(device),
+            torch.from_numpy(features[fg]).to(device),
         )
         emb[fg] = out.float().cpu().numpy()
     return emb, voxel_sem, vox.inverse, vox.coords
@@ -193,12 +216,22 @@ class InstanceSegmenter:
             device=device,
         )
 
+    def _shared_grid(self) -> bool:
+        """Whether both passes use the same voxel size (then the scene is voxelized once)."""
+        if self.semantic_spec is None:
+            return True
+        return math.isclose(self.semantic_spec.voxel_size, self.embedding_spec.voxel_size)
+
     def predict(
         self, xyz: np.ndarray, rgb: np.ndarray | None, semantic: np.ndarray | None = None
     ) -> ScenePrediction:
         """Instances of one scene; `semantic` [N] skips the semantic pass (e.g. ground truth)."""
         times = StageTimes()
         tic = time.perf_counter()
+        vox = None
+        if semantic is None and self.rotations == 1 and self._shared_grid():
+            # one voxelization for both passes (same voxel size): counted in the semantic stage
+            vox = voxelize(xyz, self.embedding_spec.voxel_size)
         if semantic is None:
             if self.semantic_model is None or self.semantic_spec is None:
                 raise InstanceInputError(
@@ -211,6 +244,7 @@ class InstanceSegmenter:
                 rgb,
                 rotations=self.rotations,
                 device=self.device,
+                vox=vox,
             )
         times.semantic = time.perf_counter() - tic
         tic = time.perf_counter()
@@ -222,6 +256,7 @@ class InstanceSegmenter:
             semantic,
             instance_classes=self.grouping.instance_classes,
             device=self.device,
+            vox=vox,
         )
         times.embedding = time.perf_counter() - tic
         tic = time.perf_counter()

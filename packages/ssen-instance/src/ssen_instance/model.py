@@ -28,12 +28,21 @@ VOXEL_SIZE = 0.02
 
 
 def build_embedding_model(
-    name: str = BACKBONE, embedding_dim: int = EMBEDDING_DIM, in_channels: int = 3
+    name: str = BACKBONE,
+    embedding_dim: int = EMBEDDING_DIM,
+    in_channels: int = 3,
+    *,
+    bn_momentum: float = 0.02,
 ) -> nn.Module:
-    """A registry U-Net (`name`) mapping [M, in_channels] voxel features to [M, embedding_dim]."""
+    """A registry U-Net (`name`) mapping [M, in_channels] voxel features to [M, embedding_dim].
+
+    `bn_momentum` is the batch norms' running-average momentum (the original's 0.02 suits 60k
+    iterations; a run of a few hundred steps needs ~0.1, or the evaluation-mode statistics are
+    still mostly their initial values and the embeddings collapse).
+    """
     if embedding_dim < 1:
         raise InstanceInputError(f"embedding_dim must be >= 1, got {embedding_dim}")
-    return build_model(name, in_channels, embedding_dim)
+    return build_model(name, in_channels, embedding_dim, bn_momentum=bn_momentum)
 
 
 def init_from_semantic(
@@ -95,7 +104,9 @@ def load_instance_model(path: str | os.PathLike[str]) -> tuple[nn.Module, Infere
             )
         model = build_model(**args)
         load_weights(model, ckpt.state_dict, strict=True, where=str(path))
-        return model.eval(), instance_inference_spec(int(args["out_channels"]))
+        # the run's voxel size (a recipe may differ from SSEN's 2 cm)
+        voxel_size = float((payload.get("config") or {}).get("voxel_size", VOXEL_SIZE))
+        return model.eval(), instance_inference_spec(int(args["out_channels"]), voxel_size)
     model, _ = ckpt.build(strict=True)
     return model, ckpt.inference
 

@@ -92,6 +92,7 @@ def evaluate_path(
         }
         summary["clustering"] = {
             "strategy": segmenter.grouping.strategy,
+            "score": segmenter.grouping.score,
             **segmenter.grouping.params.__dict__,
         }
         with atomic_write(Path(out) / "metrics.json", "w") as handle:
