@@ -3,7 +3,8 @@ process at 1 and 2 threads, and for 2 gloo processes (1 thread each) against 1 p
 
     python bench_train.py --json OUT.json [--quick]
 
-Each configuration is a real `stseg-train` run (Res16UNet14A, synthetic ScanNet scenes through the
+Each configuration is a real `stseg-train` run (`--model`, default the main job's Res16UNet14F;
+synthetic ScanNet scenes through the
 real preprocessing); step times come from the run's final checkpoint, the first steps (kernel-map
 and cache warm-up) left out. Ratios are against the 1-process, 1-thread run of the same process.
 """
@@ -17,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -32,7 +34,7 @@ def _prepare(root: Path, scenes: int) -> Path:
 
 
 def _run(data: Path, out: Path, *, iters: int, voxel: float, threads: int, procs: int,
-         batch: int) -> dict:  # fmt: skip
+         batch: int, model: str) -> dict:  # fmt: skip
     from stseg_train.components import dataset_components
     from stseg_train.config import resolve_config
     from stseg_train.run import train
@@ -42,7 +44,7 @@ def _run(data: Path, out: Path, *, iters: int, voxel: float, threads: int, procs
         options={
             "data": str(data),
             "out": str(out),
-            "model": "Res16UNet14A",
+            "model": model,
             "voxel_size": voxel,
             "batch_size": batch,
             "max_iter": iters,
@@ -80,15 +82,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", required=True, help="write results here")
     parser.add_argument("--quick", action="store_true", help="fewer, coarser steps (CI smoke)")
+    parser.add_argument("--model", default="Res16UNet14F", help="registry network to train")
     args = parser.parse_args()
     iters, voxel = (6, 0.2) if args.quick else (12, 0.1)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         data = _prepare(root / "data", 4)
+        run = partial(_run, data, iters=iters, voxel=voxel, model=args.model)
         rows = [
-            _run(data, root / "t1", iters=iters, voxel=voxel, threads=1, procs=0, batch=2),
-            _run(data, root / "t2", iters=iters, voxel=voxel, threads=2, procs=0, batch=2),
-            _run(data, root / "p2", iters=iters, voxel=voxel, threads=1, procs=2, batch=1),
+            run(root / "t1", threads=1, procs=0, batch=2),
+            run(root / "t2", threads=2, procs=0, batch=2),
+            run(root / "p2", threads=1, procs=2, batch=1),
         ]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     reference = rows[0]["samples_per_second"]
@@ -100,7 +104,7 @@ def main() -> None:
               f"{row['samples_per_second']:>11.3f}{row['ratio_samples_per_second_vs_1proc_1thread']:>8.2f}")  # fmt: skip
     print(f"peak RSS of the single-process runs: {peak_mb:.0f} MiB")
     result = {
-        "benchmark": "stseg-train synthetic room, Res16UNet14A, CPU",
+        "benchmark": f"stseg-train synthetic room, {args.model}, CPU",
         "quick": args.quick,
         "peak_rss_mb_single_process": peak_mb,
         "torch": str(torch.__version__),

@@ -162,7 +162,9 @@ RECIPES: dict[str, dict[str, Any]] = {
         "rotation": "quarter",  # the synthetic rooms are axis-aligned, like ScanNet's
         "max_iter": 900,
         "save_freq": 300,
-        "val_freq": 300,
+        "val_freq": 450,
+        # validation averages 4 quarter turns (+0.014 mIoU measured; 20 rooms x 4 passes ~20 s)
+        "eval_rotations": 4,
         "log_freq": 20,
         "synthetic_train_scenes": 80,  # one scene in five of the generated set is validation
         "synthetic_val_scenes": 20,
