@@ -1,6 +1,6 @@
 """Benchmark the sparse engine on a synthetic room (~220k voxels at 2 cm), native vs MinkowskiEngine.
 
-    python bench_sparse.py --json OUT.json [--quick] [--repeats N]
+    python bench_sparse.py --json OUT.json [--quick] [--repeats N] [--memory-only] [--scale S]
 
 Times kernel-map construction, a 3x3x3 convolution 32->32 and 128->96, a stride-2 convolution and a
 transposed convolution (forward and backward each), and a whole Res16UNet34C forward + backward
@@ -9,6 +9,10 @@ section also reports the peak resident-memory growth while it ran. MinkowskiEngi
 process when it imports (`stseg-models install-minkowski`), on the same coordinates with the same
 weights; its outputs are checked against the native ones and the ratio ME time / native time is
 reported. CUDA figures are added when a GPU is present. `--quick` uses a smaller room (< 60 s).
+
+In-process peak figures depend on what the allocator kept from earlier sections, so the network's
+peak memory is also measured per engine in a fresh subprocess (high-water mark minus the resident
+size before the first pass): ``network_peak_rss_growth_mib``; `--memory-only` runs just that.
 """
 
 from __future__ import annotations
@@ -270,16 +274,80 @@ def measure(
     return row
 
 
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(field + ":"))
+
+
+def network_memory_child(engine: str, scale: float) -> None:
+    """In a fresh process: Res16UNet34C forward + backward twice; print peak RSS growth as JSON.
+
+    The growth is the process's high-water mark minus its resident size just before the first
+    pass, so it counts everything one training step needs (kernel maps, activations, gradients,
+    transients) and nothing retained from other sections or the other engine.
+    """
+    torch.set_num_threads(2)
+    coords = make_room(scale)
+    run = network_section(engine, coords, "cpu", {})
+    if run is None:
+        print(json.dumps({"engine": engine, "peak_rss_growth_mib": None}))
+        return
+    before = _status_kib("VmRSS")
+    for _ in range(2):
+        run()
+    peak = _status_kib("VmHWM")
+    print(json.dumps({"engine": engine, "peak_rss_growth_mib": round((peak - before) / 1024, 1)}))
+
+
+def network_memory(engine: str, scale: float) -> float | None:
+    """Peak RSS growth (MiB) of a network step measured in a fresh subprocess (None on failure)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, __file__, "--json", os.devnull, "--network-memory", engine]
+    cmd += ["--scale", str(scale)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=3600)
+        return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_growth_mib"]
+    except (subprocess.SubprocessError, ValueError, KeyError, IndexError) as exc:
+        print(f"network memory for {engine} failed: {exc}")
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", required=True, help="output JSON path")
+    parser.add_argument(
+        "--network-memory",
+        choices=["native", "minkowski"],
+        help="internal: measure one engine's network peak memory in this (fresh) process",
+    )
+    parser.add_argument("--scale", type=float, default=None, help="room scale (default 1.0)")
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="only the fresh-process network peak-memory comparison",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="small room, one repeat, no MinkowskiEngine network"
     )
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args()
+    scale = args.scale or (0.35 if args.quick else 1.0)
+    if args.network_memory:
+        network_memory_child(args.network_memory, scale)
+        return
+    if args.memory_only:
+        engines_mem = ["native", "minkowski"]
+        mem = {e: network_memory(e, scale) for e in engines_mem}
+        print(f"Res16UNet34C fwd+bwd peak RSS growth, fresh process each (MiB): {json.dumps(mem)}")
+        from stseg_data.atomic import atomic_write
+
+        with atomic_write(args.json, "w") as fh:
+            json.dump({"scale": scale, "network_peak_rss_growth_mib": mem}, fh, indent=2)
+        return
     repeats = args.repeats or (1 if args.quick else 3)
-    coords = make_room(scale=0.35 if args.quick else 1.0)
+    coords = make_room(scale=scale)
     try:
         import_minkowski()
         engines = ["native", "minkowski"]
@@ -333,6 +401,10 @@ def main() -> None:
                 if x["engine"] == "native" and x["section"] == r["section"] and x["device"] == "cpu"
             )
             ratios[r["section"]] = round(r["median_s"] / nat["median_s"], 2)
+    network_mem = {}
+    if not args.quick:
+        network_mem = {e: network_memory(e, scale) for e in engines}
+        print(f"Res16UNet34C fwd+bwd peak RSS growth, fresh process each (MiB): {network_mem}")
     report = {
         "voxels": len(coords),
         "pairs_3x3x3": pairs,
@@ -346,6 +418,8 @@ def main() -> None:
         "results": results,
         "speedup_native_vs_minkowski": ratios,
         "max_relative_error_vs_minkowski": checks,
+        # per engine, in a fresh process: high-water mark minus RSS before the first pass
+        "network_peak_rss_growth_mib": network_mem,
     }
     print(f"{len(coords)} voxels; speed-up native vs MinkowskiEngine: {json.dumps(ratios)}")
     if checks:

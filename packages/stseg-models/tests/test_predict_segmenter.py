@@ -77,7 +77,7 @@ def test_heights_are_kept_and_horizontal_shifts_do_not_matter(seg):
     # prediction centres x and y only; a horizontal shift of the cloud changes nothing
     xyz, rgb = _cloud(400, seed=5)
     _, probs = seg.predict(xyz, rgb)
-    _, shifted = seg.predict(xyz + [12.34, -5.67, 0.0], rgb)
+    _, shifted = seg.predict(xyz + np.array([12.34, -5.67, 0.0]), rgb)
     np.testing.assert_allclose(shifted, probs, atol=1e-5)
     reference = _softmax(_reference_logits(seg, xyz, rgb, 0.0))
     np.testing.assert_allclose(probs, reference, atol=1e-5)

@@ -136,15 +136,19 @@ def test_conv_matches_dense_convolution() -> None:
     torch.testing.assert_close(y.F, dense[:, coords[:, 1], coords[:, 2], coords[:, 3]].t())
 
 
-@pytest.mark.parametrize("case", ["conv_s1", "conv_s2", "conv_dilated", "transpose"])
+@pytest.mark.parametrize(
+    "case", ["conv_s1", "conv_s2", "conv_k2s2", "conv_dilated", "transpose", "transpose_k2s2"]
+)
 def test_gradcheck(case: str) -> None:
     x = random_sparse(14, 3, 3, 2, seed=7)
     manager, key = x.coordinate_manager, x.coordinate_map_key
-    if case == "transpose":
-        layer = ME.MinkowskiConvolutionTranspose(2, 3, kernel_size=3, stride=2, dimension=3)
+    if case.startswith("transpose"):
+        k = 2 if case.endswith("k2s2") else 3
+        layer = ME.MinkowskiConvolutionTranspose(2, 3, kernel_size=k, stride=2, dimension=3)
         key = manager.stride(key, (2, 2, 2))  # the coarse input; the finer set already exists
-    elif case == "conv_s2":
-        layer = ME.MinkowskiConvolution(2, 3, kernel_size=3, stride=2, dimension=3)
+    elif case in ("conv_s2", "conv_k2s2"):
+        k = 2 if case == "conv_k2s2" else 3
+        layer = ME.MinkowskiConvolution(2, 3, kernel_size=k, stride=2, dimension=3)
     elif case == "conv_dilated":
         layer = ME.MinkowskiConvolution(2, 3, kernel_size=2, dilation=2, dimension=3)
     else:
@@ -286,7 +290,7 @@ def test_many_chunks_equal_one_chunk(monkeypatch: pytest.MonkeyPatch, stride: in
         )
     )
     kmap = next(iter(x2.coordinate_manager._kernel_maps.values()))
-    assert len(kmap.plan(4, 40).chunks) > 5
+    assert len(kmap.plan(cf._pairs_per_chunk(4)).chunks) > 5
     y2.F.square().sum().backward()
     torch.testing.assert_close(y2.F, ref_out)
     torch.testing.assert_close(feats2.grad, ref_gf)
@@ -307,12 +311,63 @@ def test_reversed_map_mirror_shortcut_equals_sort() -> None:
 
 @pytest.mark.parametrize("num_rows", [40, 2**23 + 1])
 def test_bag_layout_equals_stable_sort(num_rows: int) -> None:
-    from stseg_models.sparse.kernel_map import _bag_layout
+    from stseg_models.sparse.scatter_plan import bag_layout
 
     g = torch.Generator().manual_seed(0)
-    rows = [torch.sort(torch.randperm(40, generator=g)[:15]).values for _ in range(3)]
-    order, offsets = _bag_layout(rows, num_rows)
-    flat = torch.cat(rows)
-    assert torch.equal(order, torch.sort(flat, stable=True).indices)
+    rows = [torch.sort(torch.randperm(40, generator=g)[:15]).values + 7 for _ in range(3)]
+    order, offsets = bag_layout(rows, 7, num_rows)
+    flat = torch.cat(rows) - 7
+    assert order.dtype == offsets.dtype == torch.int32
+    assert torch.equal(order.long(), torch.sort(flat, stable=True).indices)
     count = torch.bincount(flat, minlength=num_rows)
-    assert torch.equal(offsets, torch.cumsum(count, 0) - count)
+    assert torch.equal(offsets.long(), torch.cumsum(count, 0) - count)
+
+
+def _conv_grads(x: ME.SparseTensor, conv: ME.MinkowskiConvolution) -> tuple[torch.Tensor, ...]:
+    feats = x.F.detach().clone().requires_grad_(True)
+    conv.kernel.grad = None
+    y = conv(
+        ME.SparseTensor(
+            feats, coordinate_map_key=x.coordinate_map_key, coordinate_manager=x.coordinate_manager
+        )
+    )
+    (y.F * torch.linspace(-1, 1, y.F.numel(), dtype=y.F.dtype).view_as(y.F)).sum().backward()
+    return y.F.detach(), feats.grad, conv.kernel.grad.clone()
+
+
+@pytest.mark.parametrize(("k", "stride"), [(3, 1), (2, 2)])
+def test_backward_shortcuts_equal_reversed_map(k: int, stride: int) -> None:
+    """The mirror (same-set, symmetric) and direct (unique input rows) backward routes must give
+    the gradients of the general route through the sorted reversed map."""
+    conv = ME.MinkowskiConvolution(3, 4, kernel_size=k, stride=stride, dimension=3).double()
+    fast = _conv_grads(random_sparse(150, 3, 6, 3, seed=31), conv)
+    x = random_sparse(150, 3, 6, 3, seed=31)
+    conv(x)  # builds the map, then strip what the shortcuts rely on
+    kmap = next(iter(x.coordinate_manager._kernel_maps.values()))
+    assert (kmap.mirror is not None) if stride == 1 else kmap.in_unique
+    kmap.mirror, kmap.in_unique = None, False
+    slow = _conv_grads(x, conv)
+    assert kmap._reversed is not None and kmap._reversed.out_sorted
+    for a, b in zip(fast, slow, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_strided_map_flags_and_shared_transpose() -> None:
+    x = random_sparse(150, 3, 6, 3, seed=8).float()
+    down = ME.MinkowskiConvolution(3, 4, kernel_size=2, stride=2, dimension=3)
+    up = ME.MinkowskiConvolutionTranspose(4, 3, kernel_size=2, stride=2, dimension=3)
+    y = up(down(x))
+    assert y.coordinate_map_key == x.coordinate_map_key
+    maps = list(x.coordinate_manager._kernel_maps.values())
+    assert len(maps) == 2
+    fwd, tr = maps
+    assert fwd.in_idx.dtype == fwd.out_idx.dtype == torch.int32
+    assert fwd.in_unique and not fwd.out_unique and sum(fwd.counts) == len(x)
+    assert tr.out_unique and not tr.in_unique and tr._reversed is fwd
+    # the transpose is the forward map's tensors swapped, not a copy
+    assert tr.in_idx.data_ptr() == fwd.out_idx.data_ptr()
+    assert tr.out_idx.data_ptr() == fwd.in_idx.data_ptr()
+    same = x.coordinate_manager.kernel_map(
+        x.coordinate_map_key, x.coordinate_map_key, ME.KernelGenerator(3, dimension=3)
+    )
+    assert not same.in_unique and not same.out_unique and same.mirror is not None

@@ -148,15 +148,20 @@ class CoordinateManager:
         cache_key = (in_key, out_key, generator.signature(), is_transpose)
         kmap = self._kernel_maps.get(cache_key)
         if kmap is None:
-            src, dst = (out_key, in_key) if is_transpose else (in_key, out_key)
-            scale = torch.tensor(
-                [a * b for a, b in zip(src.tensor_stride, generator.kernel_dilation, strict=True)]
-            )
-            src_coords, dst_coords = self.get_coordinates(src), self.get_coordinates(dst)
-            offsets = (generator.region_offsets * scale).to(src_coords.device)
-            kmap = build_kernel_map(src_coords, dst_coords, offsets, same_set=src == dst)
-            if is_transpose:
-                kmap = kmap.transposed()
+            if is_transpose:  # shares the forward map's index tensors (see `KernelMap.reversed`)
+                kmap = self.kernel_map(out_key, in_key, generator).transposed()
+            else:
+                scale = torch.tensor(
+                    [
+                        a * b
+                        for a, b in zip(
+                            in_key.tensor_stride, generator.kernel_dilation, strict=True
+                        )
+                    ]
+                )
+                src_coords, dst_coords = self.get_coordinates(in_key), self.get_coordinates(out_key)
+                offsets = (generator.region_offsets * scale).to(src_coords.device)
+                kmap = build_kernel_map(src_coords, dst_coords, offsets, same_set=in_key == out_key)
             self._kernel_maps[cache_key] = kmap
         return kmap
 

@@ -15,6 +15,9 @@ import torch
 from stseg_models.sparse.errors import SparseInputError
 
 _MAX_KEY = 2**62
+# largest bounding box (cells) for a dense key -> row lookup table: 2**25 int32 entries = 128 MiB,
+# freed right after use; larger boxes fall back to sorting
+DENSE_TABLE_MAX = 2**25
 
 
 @dataclass(frozen=True)
@@ -66,19 +69,34 @@ def unique_rows(coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     Returns ``(unique_index [M], inverse [N])``: ``coords[unique_index]`` are the unique rows, each
     at its first occurrence, in the order they first appear; ``inverse[i]`` is the row of
-    ``coords[i]`` among them.
+    ``coords[i]`` among them. Rows whose keys already increase strictly are unique as they stand;
+    otherwise a dense key -> first-row table finds the first occurrences in O(N + box volume) when
+    the box is small enough, and a sort does it in general.
     """
     n = coords.shape[0]
+    device = coords.device
     if n == 0:
-        empty = torch.zeros(0, dtype=torch.int64, device=coords.device)
+        empty = torch.zeros(0, dtype=torch.int64, device=device)
         return empty, empty
-    keys = box_of(coords).keys(coords)
+    box = box_of(coords)
+    keys = box.keys(coords)
+    rows = torch.arange(n, device=device)
+    if n == 1 or bool((keys[1:] > keys[:-1]).all()):
+        return rows, rows.clone()
+    if box.volume <= DENSE_TABLE_MAX:
+        table = torch.full((box.volume,), n, dtype=torch.int32, device=device)
+        table.scatter_reduce_(0, keys, rows.int(), reduce="amin")
+        first = table[keys].long()  # first row holding each row's coordinates
+        del table
+        is_first = first == rows
+        rank = torch.cumsum(is_first, 0) - 1
+        return is_first.nonzero().squeeze(1), rank[first]
     uniq, inv_sorted = torch.unique(keys, return_inverse=True)
-    first = torch.full((uniq.shape[0],), n, dtype=torch.int64, device=coords.device)
-    first.scatter_reduce_(0, inv_sorted, torch.arange(n, device=coords.device), reduce="amin")
+    first = torch.full((uniq.shape[0],), n, dtype=torch.int64, device=device)
+    first.scatter_reduce_(0, inv_sorted, rows, reduce="amin")
     order = torch.argsort(first)  # unique keys ranked by first occurrence
     rank = torch.empty_like(order)
-    rank[order] = torch.arange(order.shape[0], device=coords.device)
+    rank[order] = torch.arange(order.shape[0], device=device)
     return first[order], rank[inv_sorted]
 
 

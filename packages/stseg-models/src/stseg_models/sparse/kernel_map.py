@@ -1,51 +1,43 @@
 """Kernel maps: for every kernel offset k, the (input row, output row) pairs it connects.
 
-Built fully vectorised: both coordinate sets are hashed into one linear key space (`hashing.Box`),
-then every ``K x N_out`` neighbour key is looked up at once, through a dense key -> row table when
-the bounding box is small enough (one gather per query) or by binary search over the sorted input
-keys otherwise. Pairs are stored concatenated, grouped by offset (kernel order) and by output row
-within each offset; group sizes live on the host so layers split them without device syncs.
+Built without per-point Python loops: both coordinate sets are hashed into one linear key space
+(`hashing.Box`); neighbour keys are looked up through a dense key -> row table when the bounding
+box is small enough (one gather per query) or by binary search over the sorted input keys
+otherwise. On CPU the lookup runs one offset at a time (working arrays stay in cache), and for a
+same-set map with a symmetric kernel only half the offsets are looked up: offset -d's pairs are
+offset d's read backwards. On other devices all ``K x N_out`` keys are looked up at once, with no
+per-offset host sync. Pairs are stored concatenated as int32, grouped by offset (kernel order) and
+by output row within each offset; group sizes live on the host so layers split them without syncs.
 
-For the scatter side of a convolution, `KernelMap.plan` cuts the output rows into chunks and
-regroups each chunk's pairs by output row — a CSR layout that `torch.nn.functional.embedding_bag`
-reduces in parallel, far faster on CPU than `index_add_` — and caches it.
+Two flags let layers skip work: `in_unique` / `out_unique` say every input / output row has at
+most one pair (a stride-2, size-2 convolution: each fine row has exactly one coarse parent), so
+that side needs no reduction, only a gather or a scatter. The reversed map of such a map is the same
+two index tensors swapped, no copy and no sort. Scatter plans (`scatter_plan`) are built on demand
+and cached per chunk count.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
-from stseg_models.sparse.hashing import make_box
-
-# largest bounding box (cells) for the dense lookup table: 2**25 int32 entries = 128 MiB, freed
-# right after the build; larger boxes fall back to sort + searchsorted
-_DENSE_TABLE_MAX = 2**25
-
-
-@dataclass
-class ScatterPlan:
-    """Output rows cut into chunks, each with its pair slices and an `embedding_bag` layout.
-
-    chunks[c] = (first_row, last_row); slices[c][k] = (lo, hi) into the offset-major pair lists;
-    order[c] / offsets[c]: the chunk's buffer rows (offset-major) regrouped by output row, as
-    `embedding_bag(order, buffer, offsets, mode="sum")` expects.
-    """
-
-    chunks: list[tuple[int, int]]
-    slices: list[list[tuple[int, int]]]
-    order: list[torch.Tensor]
-    offsets: list[torch.Tensor]
+from stseg_models.sparse.hashing import DENSE_TABLE_MAX, make_box
+from stseg_models.sparse.scatter_plan import ScatterPlan, build_plan
 
 
 @dataclass
 class KernelMap:
     """Neighbour pairs of one (input set, output set, kernel) combination.
 
-    in_idx, out_idx: int64 [P] concatenated pairs, offset-major, sorted by output row within each
-    offset; counts[k] pairs belong to offset k. identity: offset index whose pairs are exactly
-    ``i -> i`` for every row (same set, zero offset), or -1; layers use a dense matmul for it.
+    in_idx, out_idx: int32 [P] concatenated pairs, offset-major; counts[k] pairs belong to offset k.
+    Within one offset a row appears at most once on either side. Pairs are sorted by output row
+    within each offset unless `out_sorted` is False (only ever with `out_unique`, where no scatter
+    plan is needed). identity: offset index whose pairs are exactly ``i -> i`` for every row (same
+    set, zero offset), or -1; layers use a dense matmul for it. mirror[k]: index of offset -k when
+    the map is a same-set map with a symmetric kernel (its transpose is itself with offsets
+    permuted), else None.
     """
 
     in_idx: torch.Tensor
@@ -55,9 +47,12 @@ class KernelMap:
     num_out: int
     identity: int = -1
     mirror: list[int] | None = None
-    _split: list[tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, repr=False)
+    in_unique: bool = False
+    out_unique: bool = False
+    out_sorted: bool = True
     _plans: dict[int, ScatterPlan] = field(default_factory=dict, repr=False)
     _reversed: KernelMap | None = field(default=None, repr=False)
+    _slots: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def kernel_volume(self) -> int:
@@ -72,110 +67,161 @@ class KernelMap:
             total += c
         return out
 
-    def pairs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per-offset ``(in_idx_k, out_idx_k)`` views (empty tensors for offsets with no pair)."""
-        if self._split is None:
-            ins = torch.split(self.in_idx, self.counts)
-            outs = torch.split(self.out_idx, self.counts)
-            self._split = list(zip(ins, outs, strict=True))
-        return self._split
+    def slices(self) -> list[tuple[int, int]]:
+        """(lo, hi) of each offset's pairs in the concatenated lists."""
+        return [(s, s + c) for s, c in zip(self.starts, self.counts, strict=True)]
 
-    def _offset_of_pair(self) -> torch.Tensor:
-        counts = torch.tensor(self.counts, device=self.in_idx.device)
-        return torch.repeat_interleave(torch.arange(len(self.counts), device=counts.device), counts)
+    def pairs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per-offset ``(in_idx_k, out_idx_k)`` int64 tensors (empty for offsets with no pair)."""
+        return [(self.in_idx[lo:hi].long(), self.out_idx[lo:hi].long()) for lo, hi in self.slices()]
+
+    def slots(self, side: str) -> torch.Tensor:
+        """int32 [N_side]: the pair of each row of one side ("in" or "out"), `P` when it has none.
+
+        Only for a side whose rows are unique; cached. It turns an offset-major pair buffer (plus
+        one zero row at `P`) into row order with a single gather.
+        """
+        slots = self._slots.get(side)
+        if slots is None:
+            idx, n = (self.in_idx, self.num_in) if side == "in" else (self.out_idx, self.num_out)
+            pairs = idx.numel()
+            slots = torch.full((n,), pairs, dtype=torch.int32, device=idx.device)
+            slots[idx] = torch.arange(pairs, dtype=torch.int32, device=idx.device)
+            self._slots[side] = slots
+        return slots
+
+    def nbytes(self) -> int:
+        """Bytes held by this map's index tensors and cached plans (not its reverse)."""
+        own = self.in_idx.numel() * self.in_idx.element_size() * 2
+        own += sum(t.numel() * t.element_size() for t in self._slots.values())
+        return own + sum(p.nbytes() for p in self._plans.values())
 
     def reversed(self) -> KernelMap:
-        """Inputs and outputs swapped, re-sorted by the new output row (cached both ways).
+        """Inputs and outputs swapped (cached both ways): the map of the transposed operation.
 
-        This is the map of the transposed operation: a transposed convolution's forward, and the
-        input-gradient pass of a convolution's backward.
+        Used by a transposed convolution's forward and by the input-gradient pass of a convolution
+        whose map has no cheaper route (see `conv_function`).
         """
         if self._reversed is None:
-            k_of = self._offset_of_pair()
-            order = torch.argsort(
-                k_of * max(self.num_in, 1) + self.in_idx
-            )  # unique keys: offset, then row
-            rev = KernelMap(
-                self.out_idx[order],
-                self.in_idx[order],
-                self.counts,
-                self.num_out,
-                self.num_in,
-                self.identity,
-            )
+            if self.in_unique:
+                # the new outputs are unique: no plan will ever be needed, so no sort either
+                rev = KernelMap(
+                    self.out_idx,
+                    self.in_idx,
+                    self.counts,
+                    self.num_out,
+                    self.num_in,
+                    self.identity,
+                    self.mirror,
+                    in_unique=self.out_unique,
+                    out_unique=True,
+                    out_sorted=False,
+                )
+            elif self.mirror is not None:
+                # offset k of the transpose is offset -k of this map, already sorted by row
+                sl = self.slices()
+                parts = [sl[m] for m in self.mirror]
+                rev = KernelMap(
+                    torch.cat([self.in_idx[lo:hi] for lo, hi in parts]),
+                    torch.cat([self.out_idx[lo:hi] for lo, hi in parts]),
+                    [self.counts[m] for m in self.mirror],
+                    self.num_out,
+                    self.num_in,
+                    self.identity,
+                    self.mirror,
+                    in_unique=self.out_unique,
+                    out_unique=self.in_unique,
+                )
+            else:
+                k_of = torch.repeat_interleave(
+                    torch.arange(len(self.counts), device=self.in_idx.device),
+                    torch.tensor(self.counts, device=self.in_idx.device),
+                )
+                order = torch.argsort(k_of * max(self.num_in, 1) + self.in_idx)  # unique keys
+                del k_of
+                rev = KernelMap(
+                    self.out_idx[order],
+                    self.in_idx[order],
+                    self.counts,
+                    self.num_out,
+                    self.num_in,
+                    self.identity,
+                    self.mirror,
+                    in_unique=self.out_unique,
+                    out_unique=self.in_unique,
+                )
             rev._reversed = self
             self._reversed = rev
         return self._reversed
-
-    def plan(self, channels: int, budget: int) -> ScatterPlan:
-        """Chunking so each chunk's pair buffer holds at most ~`budget` elements of `channels` columns."""
-        active = sum(c for k, c in enumerate(self.counts) if k != self.identity)
-        n_chunks = max(1, min(self.num_out, -(-active * channels // budget)))
-        cached = self._plans.get(n_chunks)
-        if cached is not None:
-            return cached
-        device = self.out_idx.device
-        k_of = self._offset_of_pair()
-        keep = k_of != self.identity
-        per_row = torch.bincount(self.out_idx[keep], minlength=self.num_out)
-        targets = torch.arange(1, n_chunks, device=device) * active // n_chunks
-        bounds = torch.searchsorted(torch.cumsum(per_row, 0), targets, right=True)
-        rows = [0, *[int(b) for b in bounds.tolist()], self.num_out]
-        composite = (
-            k_of * self.num_out + self.out_idx
-        )  # ascending: offset-major, rows sorted within
-        k_count = len(self.counts)
-        grid = torch.arange(k_count, device=device).unsqueeze(1) * self.num_out + torch.tensor(
-            rows, device=device
-        )
-        cuts = torch.searchsorted(composite, grid.flatten()).reshape(k_count, len(rows)).tolist()
-        chunks, slices, orders, offsets = [], [], [], []
-        for c in range(len(rows) - 1):
-            first, last = rows[c], rows[c + 1]
-            sl = [
-                (cuts[k][c], cuts[k][c + 1]) if k != self.identity else (0, 0)
-                for k in range(k_count)
-            ]
-            order, offs = _bag_layout([self.out_idx[lo:hi] - first for lo, hi in sl], last - first)
-            chunks.append((first, last))
-            slices.append(sl)
-            orders.append(order)
-            offsets.append(offs)
-        plan = self._plans[n_chunks] = ScatterPlan(chunks, slices, orders, offsets)
-        return plan
 
     def transposed(self) -> KernelMap:
         """Alias of `reversed` (MinkowskiEngine's name for the transposed map)."""
         return self.reversed()
 
+    def plan(self, pairs_per_chunk: int) -> ScatterPlan:
+        """Scatter plan with chunks of about `pairs_per_chunk` pairs (cached per chunk count)."""
+        if not self.out_sorted:
+            raise RuntimeError("a scatter plan needs pairs sorted by output row")
+        active = sum(c for k, c in enumerate(self.counts) if k != self.identity)
+        n_chunks = max(1, min(self.num_out, -(-active // max(pairs_per_chunk, 1))))
+        plan = self._plans.get(n_chunks)
+        if plan is None:
+            plan = build_plan(self.out_idx, self.counts, self.num_out, self.identity, n_chunks)
+            self._plans[n_chunks] = plan
+        return plan
 
-def _bag_layout(
-    rows_per_offset: list[torch.Tensor], num_rows: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Counting sort of offset-major pairs by row: (order [P], bag start per row [num_rows]).
 
-    Within one offset every row appears at most once, so a pair's rank inside its row's bag is the
-    number of earlier offsets that also reach that row: an exclusive cumulative sum over a
-    [K, num_rows] presence table, O(K * rows + P) with no sort.
+def _on_cpu(device: torch.device) -> bool:
+    """CPU builds loop over offsets (cache-friendly); other devices do one vectorised lookup."""
+    return device.type == "cpu"
+
+
+def _offset_symmetry(offsets: torch.Tensor) -> tuple[int, list[int] | None]:
+    """(index of the zero offset or -1, mirror[k] = index of -offsets[k] or None if not symmetric)."""
+    listed = [tuple(o) for o in offsets.tolist()]
+    position = {o: k for k, o in enumerate(listed)}
+    identity = position.get((0,) * offsets.shape[1], -1)
+    if len(position) == len(listed) and all(tuple(-v for v in o) in position for o in listed):
+        return identity, [position[tuple(-v for v in o)] for o in listed]
+    return identity, None
+
+
+def _pairs_by_offset(
+    lookup: Callable[[int], torch.Tensor],
+    deltas: list[int],
+    identity: int,
+    mirror: list[int] | None,
+    swap_is_sorted: bool,
+    n_out: int,
+    device: torch.device,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per offset, (in rows, out rows) int32 where ``lookup(delta)`` [N_out] finds an input row (or -1).
+
+    With a mirror (same set, symmetric kernel) only half the offsets are looked up: the pairs of
+    offset -d are those of d read backwards, and when the rows are in key order (`swap_is_sorted`)
+    they are already sorted by their new output row.
     """
-    device = rows_per_offset[0].device if rows_per_offset else torch.device("cpu")
-    sizes = [len(r) for r in rows_per_offset]
-    rows = (
-        torch.cat(rows_per_offset)
-        if rows_per_offset
-        else torch.zeros(0, dtype=torch.int64, device=device)
-    )
-    k_of = torch.repeat_interleave(
-        torch.arange(len(sizes), device=device), torch.tensor(sizes, device=device)
-    )
-    presence = torch.zeros((len(sizes), num_rows), dtype=torch.int32, device=device)
-    presence[k_of, rows] = 1
-    before = torch.cumsum(presence, dim=0) - presence  # offsets earlier than k reaching the row
-    count = presence.sum(dim=0)
-    offsets = torch.cumsum(count, 0) - count
-    order = torch.empty_like(rows)
-    order[offsets[rows] + before[k_of, rows]] = torch.arange(rows.numel(), device=device)
-    return order, offsets.long()
+    pairs: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(deltas)
+    if identity >= 0:  # zero offset on the same set: every row to itself
+        rows = torch.arange(n_out, dtype=torch.int32, device=device)
+        pairs[identity] = (rows, rows)
+    for k, delta in enumerate(deltas):
+        if pairs[k] is not None:
+            continue
+        found = lookup(delta)
+        hit = (found >= 0).nonzero().squeeze(1)
+        i_k, o_k = found[hit], hit.int()
+        pairs[k] = (i_k, o_k)
+        m = k if mirror is None else mirror[k]
+        if m != k and pairs[m] is None:
+            if swap_is_sorted:
+                pairs[m] = (o_k, i_k)
+            else:
+                back = torch.full((n_out,), -1, dtype=torch.int32, device=device)
+                back[i_k] = o_k
+                hit = (back >= 0).nonzero().squeeze(1)
+                pairs[m] = (back[hit], hit.int())
+    return [p for p in pairs if p is not None]
 
 
 def build_kernel_map(
@@ -198,33 +244,74 @@ def build_kernel_map(
     )
     n_in, n_out = in_coords.shape[0], out_coords.shape[0]
     if n_in == 0 or n_out == 0:
-        empty = torch.zeros(0, dtype=torch.int64, device=device)
-        return KernelMap(empty, empty, [0] * k_count, n_in, n_out)
+        empty = torch.zeros(0, dtype=torch.int32, device=device)
+        return KernelMap(empty, empty, [0] * k_count, n_in, n_out, in_unique=True, out_unique=True)
+    identity, mirror = _offset_symmetry(offsets) if same_set else (-1, None)
     inc, outc = in_coords.long(), out_coords.long()
     # box covering the input set and every queried neighbour, so in-range keys never alias
     lo = torch.minimum(inc.amin(0), outc.amin(0) + offs.amin(0))
     hi = torch.maximum(inc.amax(0), outc.amax(0) + offs.amax(0))
     box = make_box(lo, hi)
-    query = box.keys(outc).unsqueeze(0) + box.delta(offs).unsqueeze(1)  # [K, N_out]
-    if box.volume <= _DENSE_TABLE_MAX:
-        table = torch.full((box.volume,), -1, dtype=torch.int32, device=device)
-        table[box.keys(inc)] = torch.arange(n_in, dtype=torch.int32, device=device)
-        found = table[query]
-        del table
-        match = found >= 0
-        in_idx = found[match].long()
+    out_keys = box.keys(outc)
+    if _on_cpu(device):
+        # one offset at a time: [N_out] working arrays stay in cache, no [K, N_out] temporaries
+        if box.volume <= DENSE_TABLE_MAX:
+            table = torch.full((box.volume,), -1, dtype=torch.int32, device=device)
+            table[box.keys(inc)] = torch.arange(n_in, dtype=torch.int32, device=device)
+            keys32 = out_keys.int()
+
+            def lookup(delta: int) -> torch.Tensor:
+                return table.index_select(0, keys32 + delta)
+        else:
+            in_keys, perm = torch.sort(box.keys(inc))
+            perm = perm.int()
+
+            def lookup(delta: int) -> torch.Tensor:
+                query = out_keys + delta
+                pos = torch.searchsorted(in_keys, query).clamp_(max=n_in - 1)
+                return torch.where(in_keys[pos] == query, perm[pos], -1)
+
+        swap_sorted = mirror is not None and bool((out_keys[1:] > out_keys[:-1]).all())
+        pairs = _pairs_by_offset(
+            lookup, box.delta(offs).tolist(), identity, mirror, swap_sorted, n_out, device
+        )
+        in_idx = torch.cat([i for i, _ in pairs])
+        out_idx = torch.cat([o for _, o in pairs])
+        counts_t = torch.tensor([len(i) for i, _ in pairs], device=device)
     else:
-        in_keys, perm = torch.sort(box.keys(inc))
-        pos = torch.searchsorted(in_keys, query).clamp_(max=n_in - 1)
-        match = in_keys[pos] == query
-        in_idx = perm[pos[match]]
-    counts = [int(c) for c in match.sum(dim=1).tolist()]  # the one host sync, at build time only
-    out_idx = match.nonzero()[:, 1]
-    identity, mirror = -1, None
-    if same_set:
-        listed = [tuple(o) for o in offsets.tolist()]
-        position = {o: k for k, o in enumerate(listed)}
-        identity = position.get((0,) * offsets.shape[1], -1)
-        if all(tuple(-v for v in o) in position for o in listed) and len(position) == len(listed):
-            mirror = [position[tuple(-v for v in o)] for o in listed]
-    return KernelMap(in_idx, out_idx, counts, n_in, n_out, identity, mirror)
+        # one vectorised lookup of all K x N_out neighbours, no per-offset host sync
+        query = out_keys.unsqueeze(0) + box.delta(offs).unsqueeze(1)  # [K, N_out]
+        if box.volume <= DENSE_TABLE_MAX:
+            table = torch.full((box.volume,), -1, dtype=torch.int32, device=device)
+            table[box.keys(inc)] = torch.arange(n_in, dtype=torch.int32, device=device)
+            found = table[query]
+        else:
+            in_keys, perm = torch.sort(box.keys(inc))
+            pos = torch.searchsorted(in_keys, query).clamp_(max=n_in - 1)
+            found = torch.where(in_keys[pos] == query, perm[pos].int(), -1)
+        del query
+        match = found >= 0
+        in_idx = found[match]
+        out_idx = torch.arange(n_out, dtype=torch.int32, device=device).expand(k_count, -1)[match]
+        counts_t = match.sum(dim=1)
+    p = in_idx.numel()
+    stats = [counts_t]
+    # a side can only be unique if it has at least as many rows as there are pairs
+    for idx, n in ((in_idx, n_in), (out_idx, n_out)):
+        multi = torch.bincount(idx, minlength=n).amax().reshape(1) if 0 < p <= n else None
+        stats.append(
+            multi if multi is not None else torch.tensor([1 if p == 0 else 2], device=device)
+        )
+    flat = torch.cat(stats).tolist()  # the one host sync of the build
+    counts, in_multi, out_multi = [int(c) for c in flat[:k_count]], flat[-2], flat[-1]
+    return KernelMap(
+        in_idx,
+        out_idx,
+        counts,
+        n_in,
+        n_out,
+        identity,
+        mirror,
+        in_unique=in_multi <= 1,
+        out_unique=out_multi <= 1,
+    )

@@ -1,0 +1,109 @@
+"""Scatter plans: how a convolution sums its per-pair products into output rows, chunk by chunk.
+
+A plan cuts the output rows of a kernel map into chunks of about `pairs_per_chunk` pairs and, for
+each chunk, regroups its pairs (laid out offset-major in a pair buffer) by output row: a CSR layout
+that `torch.nn.functional.embedding_bag(order, buffer, offsets, mode="sum")` reduces in parallel,
+far faster on CPU than `index_add_`. Indices are int32 (half the memory of int64); a plan depends
+only on the map and the chunk size (a power of two set by the channel count, `conv_function`), so
+layers of similar width on one map, and a same-set map's backward, share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ScatterPlan:
+    """Output rows cut into chunks, each with its pair slices and an `embedding_bag` layout.
+
+    chunks[c] = (first_row, last_row); slices[c][k] = (lo, hi) into the offset-major pair lists
+    (empty for the identity offset, which layers handle with a dense matmul); order[c] / offsets[c]
+    (int32): the chunk's buffer rows (offset-major) regrouped by output row.
+    """
+
+    chunks: list[tuple[int, int]]
+    slices: list[list[tuple[int, int]]]
+    order: list[torch.Tensor]
+    offsets: list[torch.Tensor]
+
+    def nbytes(self) -> int:
+        """Bytes held by the layout tensors."""
+        return sum(t.numel() * t.element_size() for t in (*self.order, *self.offsets))
+
+
+def build_plan(
+    out_idx: torch.Tensor,
+    counts: list[int],
+    num_out: int,
+    identity: int,
+    n_chunks: int,
+) -> ScatterPlan:
+    """Plan for pairs whose output rows `out_idx` [P] are offset-major and sorted within each offset.
+
+    counts[k]: pairs of offset k; the `identity` offset (or -1) is left out of every chunk.
+    """
+    device = out_idx.device
+    k_count = len(counts)
+    k_of = torch.repeat_interleave(
+        torch.arange(k_count, device=device), torch.tensor(counts, device=device)
+    )
+    rows = [0, num_out]
+    if n_chunks > 1:
+        keep = k_of != identity
+        per_row = torch.bincount(out_idx[keep], minlength=num_out)
+        active = int(keep.sum())
+        targets = torch.arange(1, n_chunks, device=device) * active // n_chunks
+        bounds = torch.searchsorted(torch.cumsum(per_row, 0), targets, right=True)
+        rows = [0, *[int(b) for b in bounds.tolist()], num_out]
+    # ascending: offset-major, rows sorted within each offset
+    composite = k_of * max(num_out, 1) + out_idx
+    grid = torch.arange(k_count, device=device).unsqueeze(1) * max(num_out, 1) + torch.tensor(
+        rows, device=device
+    )
+    cuts = torch.searchsorted(composite, grid.flatten()).reshape(k_count, len(rows)).tolist()
+    del composite, k_of
+    chunks, slices, orders, offsets = [], [], [], []
+    for c in range(len(rows) - 1):
+        first, last = rows[c], rows[c + 1]
+        sl = [(cuts[k][c], cuts[k][c + 1]) if k != identity else (0, 0) for k in range(k_count)]
+        order, offs = bag_layout([out_idx[lo:hi] for lo, hi in sl], first, last - first)
+        chunks.append((first, last))
+        slices.append(sl)
+        orders.append(order)
+        offsets.append(offs)
+    return ScatterPlan(chunks, slices, orders, offsets)
+
+
+def bag_layout(
+    rows_per_offset: list[torch.Tensor], first: int, num_rows: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Counting sort of offset-major pairs by row: (order [P], bag start per row [num_rows]), int32.
+
+    Row ids are ``rows_per_offset[k] - first``. Within one offset every row appears at most once, so
+    a pair's rank inside its row's bag is the number of earlier offsets that also reach that row: an
+    exclusive cumulative sum over a [K, num_rows] presence table, O(K * rows + P) with no sort.
+    """
+    device = rows_per_offset[0].device if rows_per_offset else torch.device("cpu")
+    sizes = [len(r) for r in rows_per_offset]
+    if sum(sizes) == 0:
+        empty = torch.zeros(0, dtype=torch.int32, device=device)
+        return empty, torch.zeros(num_rows, dtype=torch.int32, device=device)
+    rows = torch.cat(rows_per_offset).long() - first
+    k_of = torch.repeat_interleave(
+        torch.arange(len(sizes), device=device), torch.tensor(sizes, device=device)
+    )
+    presence = torch.zeros((len(sizes), num_rows), dtype=torch.int32, device=device)
+    presence[k_of, rows] = 1
+    before = torch.cumsum(presence, dim=0, dtype=torch.int32)
+    before -= presence  # offsets earlier than k reaching the row
+    count = presence.sum(dim=0, dtype=torch.int32)
+    del presence
+    offsets = torch.cumsum(count, 0, dtype=torch.int32) - count
+    order = torch.empty(rows.shape[0], dtype=torch.int32, device=device)
+    order[offsets[rows].long() + before[k_of, rows].long()] = torch.arange(
+        rows.numel(), dtype=torch.int32, device=device
+    )
+    return order, offsets
