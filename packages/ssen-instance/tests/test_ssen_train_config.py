@@ -49,7 +49,7 @@ def test_cpu_recipe_and_overrides(data: Path, tmp_path: Path) -> None:
     config = ssen_config(
         data, tmp_path / "run", recipe="synthetic-cpu", lr=3e-4, model=None, max_iter=7
     )
-    assert config.lr == 3e-4 and config.model == "Res16UNet14A" and config.max_iter == 7
+    assert config.lr == 3e-4 and config.model == "Res16UNet14F" and config.max_iter == 7
     assert config.val_freq > config.max_iter  # no validation pass inside SSEN training
     with pytest.raises(InstanceInputError, match="unknown recipe"):
         ssen_config(data, tmp_path / "run", recipe="fast")

@@ -61,8 +61,8 @@ def _grouping(
 @click.option("--recipe", type=click.Choice(["ssen", "synthetic-cpu"]), default="ssen",
               show_default=True,
               help="ssen: the original (Mink16UNet34C, 2 cm, Adam 1e-4, batch 8, 60k iterations); "
-                   "synthetic-cpu: 20 CPU minutes on synthetic scenes (Res16UNet14A, 5 cm, Adam "
-                   "1e-3, batch 2, 300 iterations). Options below override the recipe.")  # fmt: skip
+                   "synthetic-cpu: 20 CPU minutes on synthetic scenes (Res16UNet14F, 5 cm, Adam "
+                   "1e-3, batch 2, 700 iterations). Options below override the recipe.")  # fmt: skip
 @click.option("--model", default=None, help="Registry backbone (recipe: Mink16UNet34C).")
 @click.option("--embedding-dim", type=int, default=8, show_default=True)
 @click.option("--max-iter", type=int, default=None, help="Iterations (recipe: 60000).")
