@@ -161,9 +161,9 @@ RECIPES: dict[str, dict[str, Any]] = {
         "class_balance": 0.5,  # rare classes (sink, toilet, picture) count in the mIoU
         "elastic": False,  # 0.15 s per sample on the CPU, no gain at this budget
         "rotation": "quarter",  # the synthetic rooms are axis-aligned, like ScanNet's
-        "max_iter": 800,
-        "save_freq": 200,
-        "val_freq": 400,
+        "max_iter": 720,  # measured: val mIoU 0.707 in 9 min 23 s of training + evaluation
+        "save_freq": 240,
+        "val_freq": 360,
         # validation averages 4 quarter turns (+0.014 mIoU measured; 20 rooms x 4 passes ~20 s)
         "eval_rotations": 4,
         "log_freq": 20,
