@@ -103,35 +103,18 @@ class KernelMap:
         whose map has no cheaper route (see `conv_function`).
         """
         if self._reversed is None:
+            # rows swapped: uniqueness swaps too; only the unique-output case skips the sort
+            counts, sorted_rows = self.counts, True
             if self.in_unique:
                 # the new outputs are unique: no plan will ever be needed, so no sort either
-                rev = KernelMap(
-                    self.out_idx,
-                    self.in_idx,
-                    self.counts,
-                    self.num_out,
-                    self.num_in,
-                    self.identity,
-                    self.mirror,
-                    in_unique=self.out_unique,
-                    out_unique=True,
-                    out_sorted=False,
-                )
+                new_in, new_out, sorted_rows = self.out_idx, self.in_idx, False
             elif self.mirror is not None:
                 # offset k of the transpose is offset -k of this map, already sorted by row
                 sl = self.slices()
                 parts = [sl[m] for m in self.mirror]
-                rev = KernelMap(
-                    torch.cat([self.in_idx[lo:hi] for lo, hi in parts]),
-                    torch.cat([self.out_idx[lo:hi] for lo, hi in parts]),
-                    [self.counts[m] for m in self.mirror],
-                    self.num_out,
-                    self.num_in,
-                    self.identity,
-                    self.mirror,
-                    in_unique=self.out_unique,
-                    out_unique=self.in_unique,
-                )
+                new_in = torch.cat([self.in_idx[lo:hi] for lo, hi in parts])
+                new_out = torch.cat([self.out_idx[lo:hi] for lo, hi in parts])
+                counts = [self.counts[m] for m in self.mirror]
             else:
                 k_of = torch.repeat_interleave(
                     torch.arange(len(self.counts), device=self.in_idx.device),
@@ -139,17 +122,19 @@ class KernelMap:
                 )
                 order = torch.argsort(k_of * max(self.num_in, 1) + self.in_idx)  # unique keys
                 del k_of
-                rev = KernelMap(
-                    self.out_idx[order],
-                    self.in_idx[order],
-                    self.counts,
-                    self.num_out,
-                    self.num_in,
-                    self.identity,
-                    self.mirror,
-                    in_unique=self.out_unique,
-                    out_unique=self.in_unique,
-                )
+                new_in, new_out = self.out_idx[order], self.in_idx[order]
+            rev = KernelMap(
+                new_in,
+                new_out,
+                counts,
+                self.num_out,
+                self.num_in,
+                self.identity,
+                self.mirror,
+                in_unique=self.out_unique,
+                out_unique=self.in_unique,
+                out_sorted=sorted_rows,
+            )
             rev._reversed = self
             self._reversed = rev
         return self._reversed
