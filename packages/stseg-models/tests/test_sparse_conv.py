@@ -278,7 +278,9 @@ def test_many_chunks_equal_one_chunk(monkeypatch: pytest.MonkeyPatch, stride: in
     )
     y.F.square().sum().backward()
     ref_out, ref_gf, ref_gw = y.F.detach(), feats.grad.clone(), conv.kernel.grad.clone()
-    monkeypatch.setattr(cf, "BUFFER_ELEMENTS", 40)
+    monkeypatch.setattr(cf, "CPU_PAIR_ELEMENTS", 40)
+    monkeypatch.setattr(cf, "GATHER_ELEMENTS", 24)
+    monkeypatch.setattr(cf, "DIRECT_BUFFER_ELEMENTS", 40)
     conv.kernel.grad = None
     x2 = random_sparse(120, 3, 6, 3, seed=21)  # fresh manager: fresh plans
     feats2 = x2.F.clone().requires_grad_(True)
@@ -290,7 +292,7 @@ def test_many_chunks_equal_one_chunk(monkeypatch: pytest.MonkeyPatch, stride: in
         )
     )
     kmap = next(iter(x2.coordinate_manager._kernel_maps.values()))
-    assert len(kmap.plan(cf._pairs_per_chunk(4)).chunks) > 5
+    assert len(kmap.plan(cf._pairs_per_chunk(4, cf.CPU_PAIR_ELEMENTS)).chunks) > 5
     y2.F.square().sum().backward()
     torch.testing.assert_close(y2.F, ref_out)
     torch.testing.assert_close(feats2.grad, ref_gf)
@@ -371,3 +373,66 @@ def test_strided_map_flags_and_shared_transpose() -> None:
         x.coordinate_map_key, x.coordinate_map_key, ME.KernelGenerator(3, dimension=3)
     )
     assert not same.in_unique and not same.out_unique and same.mirror is not None
+
+
+@pytest.mark.parametrize("dim", [3, 4])
+def test_patch_pass_equals_reduce_pass(monkeypatch: pytest.MonkeyPatch, dim: int) -> None:
+    """A strided size-2 convolution's forward and its transpose's input gradient run as patch
+    GEMMs (each input row has one pair); values and both gradients must equal the reduce route,
+    also when the patches are gathered in many small pieces."""
+    import stseg_models.sparse.conv_function as cf
+
+    torch.manual_seed(0)
+    down = ME.MinkowskiConvolution(3, 4, kernel_size=2, stride=2, dimension=dim).double()
+    up = ME.MinkowskiConvolutionTranspose(4, 5, kernel_size=2, stride=2, dimension=dim).double()
+    calls = []
+    patch = cf._patch_pass
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return patch(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cf, "_patch_pass", counted)
+
+    def run(min_fill: float, gather: int) -> list[torch.Tensor]:
+        monkeypatch.setattr(cf, "PATCH_MIN_FILL", min_fill)
+        monkeypatch.setattr(cf, "GATHER_ELEMENTS", gather)
+        x = random_sparse(300, dim, 5, 3, seed=41)  # fresh manager: fresh maps
+        feats = x.F.clone().requires_grad_(True)
+        for layer in (down, up):
+            layer.kernel.grad = None
+        t = ME.SparseTensor(
+            feats, coordinate_map_key=x.coordinate_map_key, coordinate_manager=x.coordinate_manager
+        )
+        y = up(down(t))
+        (y.F * torch.linspace(-1, 1, y.F.numel(), dtype=y.F.dtype).view_as(y.F)).sum().backward()
+        assert down.kernel.grad is not None and up.kernel.grad is not None
+        return [y.F.detach(), feats.grad, down.kernel.grad.clone(), up.kernel.grad.clone()]
+
+    reference = run(2.0, 2**20)  # fill can never reach 2: no patch pass
+    assert not calls
+    for gather in (2**20, 40):
+        got = run(0.0, gather)
+        assert len(calls) == 2  # the strided forward and the transpose's input gradient
+        calls.clear()
+        for a, b in zip(got, reference, strict=True):
+            torch.testing.assert_close(a, b)
+
+
+def test_patch_pass_gradcheck(monkeypatch: pytest.MonkeyPatch) -> None:
+    import stseg_models.sparse.conv_function as cf
+
+    monkeypatch.setattr(cf, "PATCH_MIN_FILL", 0.0)
+    x = random_sparse(14, 3, 3, 2, seed=7)
+    manager, fine = x.coordinate_manager, x.coordinate_map_key
+    coarse = manager.stride(fine, (2, 2, 2))
+    gen = ME.KernelGenerator(2, stride=2, dimension=3)
+    down = manager.kernel_map(fine, coarse, gen, False)
+    up = manager.kernel_map(coarse, fine, gen, True)
+    assert down.in_unique and up.out_unique
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(8, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    f_fine = torch.randn(len(x), 2, generator=g, dtype=torch.float64, requires_grad=True)
+    f_coarse = torch.randn(down.num_out, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda f, w: sparse_conv(f, w, down), (f_fine, w))
+    assert torch.autograd.gradcheck(lambda f, w: sparse_conv(f, w, up), (f_coarse, w))

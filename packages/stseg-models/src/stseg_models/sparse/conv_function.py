@@ -1,22 +1,33 @@
 """Sparse convolution as a custom autograd function over a cached kernel map.
 
-A pass computes ``dst[s] (+)= src[g] @ W_k`` over every pair (g, s) of every offset k. Two kinds:
+A pass computes ``dst[s] (+)= src[g] @ W_k`` over every pair (g, s) of every offset k. Three kinds:
 
 * direct, when every destination row has at most one pair (`KernelMap.out_unique` going forward,
   `in_unique` going backward): per offset, gather and multiply into an offset-major buffer, then
   one gather puts the rows in order. A stride-2, size-2 convolution's backward and a transposed
   convolution's forward are like this: no reduction, no scatter plan, no reversed map.
+* patch, when every *source* row has at most one pair (a stride-2, size-2 convolution's forward,
+  the input gradient of its transpose) and most (row, offset) slots are filled: gather each
+  destination row's K source rows side by side (`KernelMap.sources`) and multiply by the
+  flattened kernel, one GEMM per piece of rows with the reduction inside it.
 * reduce, otherwise: destination rows are cut into chunks (`KernelMap.plan`); per chunk and offset,
   gather and multiply into a pair buffer, then sum the buffer into the chunk's rows with
-  `embedding_bag` (parallel, several times faster on CPU than `index_add_`). Buffers hold at most
-  `PAIRS_PER_CHUNK` pairs and `BUFFER_ELEMENTS` values, so memory stays bounded.
+  `embedding_bag` (parallel, several times faster on CPU than `index_add_`).
+
+On CPU every temporary is small and reused: rows are gathered `GATHER_ELEMENTS` at a time into one
+buffer (it stays in cache for the GEMM that reads it) and a reduce chunk's pair buffer holds at most
+`CPU_PAIR_ELEMENTS` values. Large temporaries cost more than their arithmetic there: PyTorch's CPU
+allocator does not cache, glibc maps each block over its threshold (at most 32 MiB) afresh, and
+every page faults on first touch. With 128 MiB chunk buffers and one fresh tensor per gather, a
+3x3x3 convolution 128->96 over 218k voxels took 0.78 s; with these budgets 0.36 s (32->32: 0.18 s
+-> 0.06 s). Devices with a caching allocator use large buffers (fewer launches).
 
 The zero offset of a same-set map is one dense matmul. Backward runs the transposed pass for the
 input gradient: directly when input rows are unique, on the forward map itself with mirrored
 weights (``W[-k]^T``) when the map is a same-set map with a symmetric kernel (the transpose of such
-a map is the map itself, offsets permuted: no reversed copy, the forward's plan is reused), and on
-the reversed map otherwise. The weight gradient comes from the same gathers; nothing gathered is
-saved between forward and backward.
+a map is the map itself, offsets permuted: no reversed copy, the forward's plan is reused), as a
+patch pass when the reversed map allows it, and on the reversed map otherwise. The weight gradient
+comes from the same gathers; nothing gathered is saved between forward and backward.
 """
 
 from __future__ import annotations
@@ -29,16 +40,48 @@ import torch.nn.functional as F
 
 from stseg_models.sparse.kernel_map import KernelMap
 
-BUFFER_ELEMENTS = 2**25  # at most 128 MiB of float32 per pair buffer
-PAIRS_PER_CHUNK = 2**20  # pairs per chunk of a reduce pass, halved while over BUFFER_ELEMENTS
+CPU_PAIR_ELEMENTS = 2**22  # pair buffer of a reduce chunk on CPU: 16 MiB of float32
+DEVICE_PAIR_ELEMENTS = 2**25  # elsewhere: 128 MiB
+GATHER_ELEMENTS = 2**20  # values gathered at once on CPU: 4 MiB, cache-resident for its GEMM
+DIRECT_BUFFER_ELEMENTS = 2**25  # a direct pass's offset-major buffer (output-sized) up to this
+PAIRS_PER_CHUNK = 2**20  # most pairs per reduce chunk, halved while over the pair budget
+PATCH_MIN_FILL = 0.25  # a patch pass multiplies empty slots too: only worth it when few are empty
 
 
-def _pairs_per_chunk(channels: int) -> int:
-    """Chunk size for `channels` buffer columns: PAIRS_PER_CHUNK, halved until under the budget."""
+def _on_cpu(tensor: torch.Tensor) -> bool:
+    return tensor.device.type == "cpu"
+
+
+def _pairs_per_chunk(channels: int, budget: int) -> int:
+    """Chunk size for `channels` buffer columns: PAIRS_PER_CHUNK, halved until under `budget`."""
     n = PAIRS_PER_CHUNK
-    while n > 1 and n * channels > BUFFER_ELEMENTS:
+    while n > 1 and n * channels > budget:
         n //= 2
     return n
+
+
+class _Gather:
+    """Gathers rows of `src` into one reused buffer of at most `rows` rows (CPU) or fresh tensors."""
+
+    def __init__(self, src: torch.Tensor, rows: int) -> None:
+        self.src = src
+        self.buffer = src.new_empty((rows, src.shape[1])) if _on_cpu(src) else None
+
+    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.buffer is None:
+            return self.src.index_select(0, idx)
+        rows = self.buffer[: idx.numel()]
+        torch.index_select(self.src, 0, idx, out=rows)
+        return rows
+
+
+def _piece_rows(tensor: torch.Tensor, width: int) -> int:
+    """Rows gathered at once: `GATHER_ELEMENTS` values on CPU, unbounded elsewhere."""
+    return max(1, GATHER_ELEMENTS // max(width, 1)) if _on_cpu(tensor) else 2**62
+
+
+def _pieces(lo: int, hi: int, rows: int) -> list[tuple[int, int]]:
+    return [(a, min(hi, a + rows)) for a in range(lo, hi, rows)]
 
 
 def _reduce_pass(
@@ -55,46 +98,45 @@ def _reduce_pass(
     """out[o] = sum over pairs (i, o) of offset j of src[i] @ W[wsel[j]] (transposed if asked).
 
     `identity` [C_src, C_dst]: the same-set zero offset's matrix, applied densely (out[o] +=
-    src[o] @ identity) in the same write as the chunk's sum. With grad_weight/other given, also
-    grad_weight[wsel[j]] += other[o]^T @ src[i] (the weight gradient, from the same gathers).
-    Returns out [N_out, C_dst] if `need_out`.
+    src[o] @ identity). With grad_weight/other given, also grad_weight[wsel[j]] += other[o]^T @
+    src[i] (the weight gradient, from the same gathers). Returns out [N_out, C_dst] if `need_out`.
     """
     if not need_out and grad_weight is None:
         return None
     channels = weight.shape[1] if transpose else weight.shape[2]
+    budget = CPU_PAIR_ELEMENTS if _on_cpu(src) else DEVICE_PAIR_ELEMENTS
+    plan = kmap.plan(_pairs_per_chunk(channels, budget))
     out = src.new_empty((kmap.num_out, channels)) if need_out else None
-    plan = kmap.plan(_pairs_per_chunk(channels))
+    buffer = None
+    if out is not None:
+        largest = max((sum(hi - lo for lo, hi in sl) for sl in plan.slices), default=0)
+        buffer = src.new_empty((largest, channels))
+    piece = _piece_rows(src, max(src.shape[1], other.shape[1] if other is not None else 0))
+    gather = _Gather(src, piece)
+    gather_other = _Gather(other, piece) if grad_weight is not None and other is not None else None
     for (first, last), slices, order, offsets in zip(
         plan.chunks, plan.slices, plan.order, plan.offsets, strict=True
     ):
-        size = sum(hi - lo for lo, hi in slices)
-        buffer = src.new_empty((size, channels)) if out is not None and size else None
         pos = 0
         for j, (lo, hi) in enumerate(slices):
-            if hi <= lo:
-                continue
             k = wsel[j]
-            g = src.index_select(0, kmap.in_idx[lo:hi])
-            if buffer is not None:
-                w = weight[k].t() if transpose else weight[k]
-                torch.mm(g, w, out=buffer[pos : pos + hi - lo])
-            if grad_weight is not None and other is not None:
-                grad_weight[k].addmm_(other.index_select(0, kmap.out_idx[lo:hi]).t(), g)
-            pos += hi - lo
-        if out is None:
+            w = weight[k].t() if transpose else weight[k]
+            for a, b in _pieces(lo, hi, piece):
+                g = gather(kmap.in_idx[a:b])
+                if buffer is not None:
+                    torch.mm(g, w, out=buffer[pos : pos + b - a])
+                if grad_weight is not None and gather_other is not None:
+                    grad_weight[k].addmm_(gather_other(kmap.out_idx[a:b]).t(), g)
+                pos += b - a
+        if out is None or buffer is None:
             continue
         rows = out[first:last]
-        if buffer is None:
-            if identity is not None:
-                torch.mm(src[first:last], identity, out=rows)
-            else:
-                rows.zero_()
-            continue
-        summed = F.embedding_bag(order, buffer, offsets, mode="sum")
         if identity is not None:
-            torch.addmm(summed, src[first:last], identity, out=rows)
+            torch.mm(src[first:last], identity, out=rows)
         else:
-            rows.copy_(summed)
+            rows.zero_()
+        if pos:
+            rows.add_(F.embedding_bag(order, buffer[:pos], offsets, mode="sum"))
     return out
 
 
@@ -113,34 +155,82 @@ def _direct_pass(
     Backward: out[i] = src[o] @ W[k]^T, on `in_unique` maps, with optionally
     grad_weight[k] += other[i]^T @ src[o]. Rows without a pair are zero. The products go to an
     offset-major buffer that one gather (`KernelMap.slots`) puts in row order — several times
-    faster than scattering each offset; past `BUFFER_ELEMENTS` each offset is scattered instead.
+    faster than scattering each offset; past `DIRECT_BUFFER_ELEMENTS` each offset is scattered.
     """
-    gather, scatter = (kmap.out_idx, kmap.in_idx) if backward else (kmap.in_idx, kmap.out_idx)
+    gather_idx, scatter = (kmap.out_idx, kmap.in_idx) if backward else (kmap.in_idx, kmap.out_idx)
     channels = weight.shape[1] if backward else weight.shape[2]
     rows = kmap.num_in if backward else kmap.num_out
     pairs = sum(kmap.counts)
-    buffered = need_out and pairs * channels <= BUFFER_ELEMENTS
+    buffered = need_out and pairs * channels <= DIRECT_BUFFER_ELEMENTS
     out: torch.Tensor | None = None
     if buffered:
         buffer = src.new_empty((pairs + 1, channels))
         buffer[pairs].zero_()  # the row read by destination rows without a pair
     elif need_out:
         out = src.new_zeros((rows, channels))
+    piece = _piece_rows(src, max(src.shape[1], other.shape[1] if other is not None else 0))
+    gather = _Gather(src, piece)
+    gather_other = _Gather(other, piece) if grad_weight is not None and other is not None else None
     for k, (lo, hi) in enumerate(kmap.slices()):
-        if hi <= lo:
-            continue
-        g = src.index_select(0, gather[lo:hi])
-        if need_out:
-            w = weight[k].t() if backward else weight[k]
+        w = weight[k].t() if backward else weight[k]
+        for a, b in _pieces(lo, hi, piece):
+            g = gather(gather_idx[a:b])
             if buffered:
-                torch.mm(g, w, out=buffer[lo:hi])
+                torch.mm(g, w, out=buffer[a:b])
             elif out is not None:
-                out.index_put_((scatter[lo:hi],), g @ w)
-        if grad_weight is not None and other is not None:
-            grad_weight[k].addmm_(other.index_select(0, scatter[lo:hi]).t(), g)
+                out.index_put_((scatter[a:b],), g @ w)
+            if grad_weight is not None and gather_other is not None:
+                grad_weight[k].addmm_(gather_other(scatter[a:b]).t(), g)
     if buffered:
         out = buffer.index_select(0, kmap.slots("in" if backward else "out"))
     return out
+
+
+def _patch_pass(
+    src: torch.Tensor,
+    weight: torch.Tensor,
+    kmap: KernelMap,
+    transpose: bool,
+    need_out: bool,
+    grad_weight: torch.Tensor | None = None,
+    other: torch.Tensor | None = None,
+) -> torch.Tensor | None:
+    """Pass over a map whose source rows have at most one pair each (`in_unique`), by patches.
+
+    out[o] = P[o] @ W_flat, where P[o] [K * C_src] holds src at output o's K slots side by side
+    (zeros where a slot is empty) and W_flat stacks W[k] (or W[k]^T with `transpose`). With
+    grad_weight/other [N_out, C_other], also grad_weight[k] += (other^T @ P)'s block k, transposed
+    back to [C_other, C_src] (the weight gradient of a transposed convolution whose input gradient
+    this is). The reduction over offsets happens inside one GEMM per piece of output rows.
+    """
+    if not need_out and grad_weight is None:
+        return None
+    k_count, c_src = kmap.kernel_volume, src.shape[1]
+    flat = (weight.transpose(1, 2) if transpose else weight).reshape(k_count * c_src, -1)
+    out = src.new_zeros((kmap.num_out, flat.shape[1])) if need_out else None
+    if sum(kmap.counts) == 0:
+        return out
+    rows_of, present = kmap.sources()
+    acc = None
+    if grad_weight is not None and other is not None:
+        acc = src.new_zeros((other.shape[1], k_count * c_src))
+    rows = max(1, _piece_rows(src, k_count * c_src))
+    gather = _Gather(src, min(rows, kmap.num_out) * k_count)
+    for a, b in _pieces(0, kmap.num_out, rows):
+        patch = gather(rows_of[a * k_count : b * k_count])
+        patch.mul_(present[a * k_count : b * k_count].unsqueeze(1))
+        patch = patch.view(b - a, k_count * c_src)
+        if out is not None:
+            torch.mm(patch, flat, out=out[a:b])
+        if acc is not None and other is not None:
+            acc.addmm_(other[a:b].t(), patch)
+    if grad_weight is not None and acc is not None:
+        grad_weight += acc.view(-1, k_count, c_src).permute(1, 0, 2)
+    return out
+
+
+def _patch_worthwhile(kmap: KernelMap) -> bool:
+    return kmap.in_unique and kmap.fill() >= PATCH_MIN_FILL
 
 
 def conv_forward(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
@@ -149,6 +239,8 @@ def conv_forward(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> 
         return feats @ weight[kmap.identity]  # the identity is every pair there is (1x1 kernel)
     if kmap.out_unique:
         out = _direct_pass(feats, weight, kmap, backward=False, need_out=True)
+    elif _patch_worthwhile(kmap):
+        out = _patch_pass(feats, weight, kmap, transpose=False, need_out=True)
     else:
         # the zero offset on the same set is a dense matmul: no gather, no scatter
         identity = weight[kmap.identity] if kmap.identity >= 0 else None
@@ -181,6 +273,11 @@ def conv_backward(
         # pairs of offset j, read backwards, are the pairs of offset -j of the transposed map
         grad_feats = _reduce_pass(
             grad_out, weight, kmap, need_feats, kmap.mirror, True, identity, grad_weight, feats
+        )
+    elif kmap.out_unique and identity is None and _patch_worthwhile(kmap.reversed()):
+        # a transposed convolution's input gradient is a strided convolution: patches
+        grad_feats = _patch_pass(
+            grad_out, weight, kmap.reversed(), True, need_feats, grad_weight, feats
         )
     else:
         # reversed map: "inputs" are output rows of the forward, "outputs" its input rows

@@ -53,6 +53,7 @@ class KernelMap:
     _plans: dict[int, ScatterPlan] = field(default_factory=dict, repr=False)
     _reversed: KernelMap | None = field(default=None, repr=False)
     _slots: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    _sources: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def kernel_volume(self) -> int:
@@ -90,10 +91,37 @@ class KernelMap:
             self._slots[side] = slots
         return slots
 
+    def fill(self) -> float:
+        """Fraction of the ``N_out x K`` (output row, offset) slots that hold a pair."""
+        return sum(self.counts) / max(1, self.num_out * self.kernel_volume)
+
+    def sources(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input row int32 [N_out * K], present bool [N_out * K]) of slot ``o * K + k``; cached.
+
+        Only for maps whose input rows are unique: row o's slots, side by side, are one row of the
+        dense ``[N_out, K * C]`` patch matrix whose product with the flattened kernel is the
+        convolution (a stride-s, size-s convolution; the input gradient of its transpose). Empty
+        slots point at row 0 and are masked.
+        """
+        if self._sources is None:
+            k_count, device = self.kernel_volume, self.in_idx.device
+            k_of = torch.repeat_interleave(
+                torch.arange(k_count, device=device), torch.tensor(self.counts, device=device)
+            )
+            slot = self.out_idx.long() * k_count + k_of
+            rows = torch.zeros(self.num_out * k_count, dtype=torch.int32, device=device)
+            rows[slot] = self.in_idx
+            present = torch.zeros(self.num_out * k_count, dtype=torch.bool, device=device)
+            present[slot] = True
+            self._sources = (rows, present)
+        return self._sources
+
     def nbytes(self) -> int:
         """Bytes held by this map's index tensors and cached plans (not its reverse)."""
         own = self.in_idx.numel() * self.in_idx.element_size() * 2
         own += sum(t.numel() * t.element_size() for t in self._slots.values())
+        if self._sources is not None:
+            own += sum(t.numel() * t.element_size() for t in self._sources)
         return own + sum(p.nbytes() for p in self._plans.values())
 
     def reversed(self) -> KernelMap:
