@@ -52,6 +52,7 @@ def build_optimizer(
             momentum=config.momentum,
             dampening=config.dampening,
             weight_decay=config.weight_decay,
+            foreach=True,  # one multi-tensor kernel per update instead of a loop over parameters
         )
     if config.optimizer == "adam":
         return torch.optim.Adam(
@@ -59,6 +60,7 @@ def build_optimizer(
             lr=config.lr,
             betas=(config.adam_betas[0], config.adam_betas[1]),
             weight_decay=config.weight_decay,
+            foreach=True,
         )
     raise TrainInputError(f"unknown optimizer {config.optimizer!r} (sgd or adam)")
 
