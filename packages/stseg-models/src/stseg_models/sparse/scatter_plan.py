@@ -44,27 +44,31 @@ def build_plan(
     """Plan for pairs whose output rows `out_idx` [P] are offset-major and sorted within each offset.
 
     counts[k]: pairs of offset k; the `identity` offset (or -1) is left out of every chunk.
+    Built once per map and chunk count, but for every new batch of scenes: it stays a few passes
+    over the pairs (no P-sized int64 temporaries, no per-row tables).
     """
     device = out_idx.device
     k_count = len(counts)
-    k_of = torch.repeat_interleave(
-        torch.arange(k_count, device=device), torch.tensor(counts, device=device)
-    )
+    spans, lo = [], 0
+    for c in counts:
+        spans.append((lo, lo + c))
+        lo += c
     rows = [0, num_out]
     if n_chunks > 1:
-        keep = k_of != identity
-        per_row = torch.bincount(out_idx[keep], minlength=num_out)
-        active = int(keep.sum())
+        per_row = torch.bincount(out_idx, minlength=num_out)
+        if identity >= 0:
+            per_row -= 1  # the identity offset holds exactly one pair per row
+        active = sum(counts) - (counts[identity] if identity >= 0 else 0)
         targets = torch.arange(1, n_chunks, device=device) * active // n_chunks
         bounds = torch.searchsorted(torch.cumsum(per_row, 0), targets, right=True)
         rows = [0, *[int(b) for b in bounds.tolist()], num_out]
-    # ascending: offset-major, rows sorted within each offset
-    composite = k_of * max(num_out, 1) + out_idx
-    grid = torch.arange(k_count, device=device).unsqueeze(1) * max(num_out, 1) + torch.tensor(
-        rows, device=device
-    )
-    cuts = torch.searchsorted(composite, grid.flatten()).reshape(k_count, len(rows)).tolist()
-    del composite, k_of
+    if len(rows) == 2:
+        cuts = [[lo, hi] for lo, hi in spans]
+    else:
+        # rows are sorted within each offset: each chunk's pairs are one run per offset
+        edges = torch.tensor(rows, dtype=out_idx.dtype, device=device)
+        found = [torch.searchsorted(out_idx[lo:hi], edges) + lo for lo, hi in spans]
+        cuts = torch.stack(found).tolist()
     chunks, slices, orders, offsets = [], [], [], []
     for c in range(len(rows) - 1):
         first, last = rows[c], rows[c + 1]
@@ -80,30 +84,19 @@ def build_plan(
 def bag_layout(
     rows_per_offset: list[torch.Tensor], first: int, num_rows: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Counting sort of offset-major pairs by row: (order [P], bag start per row [num_rows]), int32.
+    """Offset-major pairs regrouped by row: (order [P], bag start per row [num_rows]), int32.
 
-    Row ids are ``rows_per_offset[k] - first``. Within one offset every row appears at most once, so
-    a pair's rank inside its row's bag is the number of earlier offsets that also reach that row: an
-    exclusive cumulative sum over a [K, num_rows] presence table, O(K * rows + P) with no sort.
+    Row ids are ``rows_per_offset[k] - first``. A stable sort keeps each row's pairs in offset
+    order (the order of the concatenated lists).
     """
     device = rows_per_offset[0].device if rows_per_offset else torch.device("cpu")
-    sizes = [len(r) for r in rows_per_offset]
-    if sum(sizes) == 0:
+    if sum(len(r) for r in rows_per_offset) == 0:
         empty = torch.zeros(0, dtype=torch.int32, device=device)
         return empty, torch.zeros(num_rows, dtype=torch.int32, device=device)
-    rows = torch.cat(rows_per_offset).long() - first
-    k_of = torch.repeat_interleave(
-        torch.arange(len(sizes), device=device), torch.tensor(sizes, device=device)
-    )
-    presence = torch.zeros((len(sizes), num_rows), dtype=torch.int32, device=device)
-    presence[k_of, rows] = 1
-    before = torch.cumsum(presence, dim=0, dtype=torch.int32)
-    before -= presence  # offsets earlier than k reaching the row
-    count = presence.sum(dim=0, dtype=torch.int32)
-    del presence
-    offsets = torch.cumsum(count, 0, dtype=torch.int32) - count
-    order = torch.empty(rows.shape[0], dtype=torch.int32, device=device)
-    order[offsets[rows].long() + before[k_of, rows].long()] = torch.arange(
-        rows.numel(), dtype=torch.int32, device=device
-    )
+    rows = torch.cat(rows_per_offset)
+    if first:
+        rows = rows - first
+    order = torch.sort(rows, stable=True).indices.to(torch.int32)
+    count = torch.bincount(rows, minlength=num_rows)
+    offsets = (torch.cumsum(count, 0) - count).to(torch.int32)
     return order, offsets
