@@ -207,9 +207,9 @@ def _patch_pass(
         return None
     k_count, c_src = kmap.kernel_volume, src.shape[1]
     flat = (weight.transpose(1, 2) if transpose else weight).reshape(k_count * c_src, -1)
-    out = src.new_zeros((kmap.num_out, flat.shape[1])) if need_out else None
     if sum(kmap.counts) == 0:
-        return out
+        return src.new_zeros((kmap.num_out, flat.shape[1])) if need_out else None
+    out = src.new_empty((kmap.num_out, flat.shape[1])) if need_out else None  # every row written
     rows_of, present = kmap.sources()
     acc = None
     if grad_weight is not None and other is not None:
