@@ -66,6 +66,23 @@ def test_eval_writes_metrics(files: dict) -> None:
     assert (out / "pred" / "scene0007_00.txt").is_file()
 
 
+def test_eval_threads_option(files: dict) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        code, output = _run(["eval", files["data"], "--semantic-weights", files["sem"],
+                             "--instance-weights", files["inst"], "--out", files["root"] / "eval1",
+                             "--stored-semantic", "--threads", "1", *SMALL])  # fmt: skip
+        assert code == 0, output
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    code, output = _run(["eval", files["data"], "--instance-weights", files["inst"],
+                         "--stored-semantic", "--threads", "-2"])  # fmt: skip
+    assert code == 2 and "--threads" in output
+
+
 @pytest.mark.slow
 def test_train_one_iteration(files: dict) -> None:
     out = files["root"] / "run"

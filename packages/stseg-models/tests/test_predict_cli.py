@@ -239,3 +239,17 @@ def test_4d_checkpoint_is_refused_by_predict_on_files(tmp_path):
     save_checkpoint(tmp_path / "st.pt", build_model("STRes16UNet14A", 3, 12), preset("synthia4d"))
     result = _run("predict", _scene(tmp_path / "a.ply", n=50), "-w", tmp_path / "st.pt")
     assert result.exit_code == 2 and "4D (space + time)" in result.stderr
+
+
+def test_threads_option_sets_torch_threads_and_refuses_zero(tmp_path, weights):
+    src = _scene(tmp_path / "t.ply", n=80)
+    before = torch.get_num_threads()
+    try:
+        result = _run("predict", src, "-w", weights, "--out", tmp_path / "o", "--threads", "1")
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    bad = _run("predict", src, "-w", weights, "--out", tmp_path / "o2", "--threads", "0")
+    assert bad.exit_code == 2 and "--threads" in bad.output
+    assert not (tmp_path / "o2").exists()

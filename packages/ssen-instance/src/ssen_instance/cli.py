@@ -9,6 +9,7 @@ import click
 
 from ssen_instance import __version__
 from stseg_data.cli_support import StsegGroup
+from stseg_models.cli_threads import threads_option
 
 
 @click.group(cls=StsegGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,6 +32,7 @@ def _cluster_options(fn):
         click.option("--rotations", type=int, default=1, show_default=True,
                      help="Semantic pass averaged over this many rotations about z."),
         click.option("--device", default="cpu", show_default=True),
+        threads_option,
     ]  # fmt: skip
     for option in reversed(options):
         fn = option(fn)

@@ -8,6 +8,7 @@ import click
 
 from stseg_data.cli_support import StsegGroup
 from stseg_models import __version__
+from stseg_models.cli_threads import threads_option
 
 
 @click.group(cls=StsegGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -100,6 +101,7 @@ def _parse_color(_ctx: click.Context, _param: click.Parameter, value: str | None
     default=None,
     help="Inference preset, for original model-zoo weights.",
 )
+@threads_option
 def predict_command(input_path: Path, weights: Path, out_dir: Path, fmt: str, rotations: int, overwrite: bool, keep_going: bool, fill_color, device: str, model_name: str | None, dataset: str | None) -> None:  # fmt: skip
     """Segment INPUT (a .ply file or a folder of them) with the checkpoint WEIGHTS."""
     from stseg_models.predict_files import PredictOptions, run_predict
