@@ -80,6 +80,19 @@ def _piece_rows(tensor: torch.Tensor, width: int) -> int:
     return max(1, GATHER_ELEMENTS // max(width, 1)) if _on_cpu(tensor) else 2**62
 
 
+def _gatherers(
+    src: torch.Tensor, other: torch.Tensor | None, grad_weight: torch.Tensor | None
+) -> tuple[int, _Gather, _Gather | None]:
+    """(rows per piece, gatherer of `src`, gatherer of `other` when a weight gradient is asked)."""
+    piece = _piece_rows(src, max(src.shape[1], other.shape[1] if other is not None else 0))
+    wanted = grad_weight is not None and other is not None
+    return (
+        piece,
+        _Gather(src, piece),
+        (_Gather(other, piece) if wanted and other is not None else None),
+    )
+
+
 def _pieces(lo: int, hi: int, rows: int) -> list[tuple[int, int]]:
     return [(a, min(hi, a + rows)) for a in range(lo, hi, rows)]
 
@@ -111,9 +124,7 @@ def _reduce_pass(
     if out is not None:
         largest = max((sum(hi - lo for lo, hi in sl) for sl in plan.slices), default=0)
         buffer = src.new_empty((largest, channels))
-    piece = _piece_rows(src, max(src.shape[1], other.shape[1] if other is not None else 0))
-    gather = _Gather(src, piece)
-    gather_other = _Gather(other, piece) if grad_weight is not None and other is not None else None
+    piece, gather, gather_other = _gatherers(src, other, grad_weight)
     for (first, last), slices, order, offsets in zip(
         plan.chunks, plan.slices, plan.order, plan.offsets, strict=True
     ):
@@ -168,9 +179,7 @@ def _direct_pass(
         buffer[pairs].zero_()  # the row read by destination rows without a pair
     elif need_out:
         out = src.new_zeros((rows, channels))
-    piece = _piece_rows(src, max(src.shape[1], other.shape[1] if other is not None else 0))
-    gather = _Gather(src, piece)
-    gather_other = _Gather(other, piece) if grad_weight is not None and other is not None else None
+    piece, gather, gather_other = _gatherers(src, other, grad_weight)
     for k, (lo, hi) in enumerate(kmap.slices()):
         w = weight[k].t() if backward else weight[k]
         for a, b in _pieces(lo, hi, piece):
