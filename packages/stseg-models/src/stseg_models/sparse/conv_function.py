@@ -85,12 +85,8 @@ def _gatherers(
 ) -> tuple[int, _Gather, _Gather | None]:
     """(rows per piece, gatherer of `src`, gatherer of `other` when a weight gradient is asked)."""
     piece = _piece_rows(src, max(src.shape[1], other.shape[1] if other is not None else 0))
-    wanted = grad_weight is not None and other is not None
-    return (
-        piece,
-        _Gather(src, piece),
-        (_Gather(other, piece) if wanted and other is not None else None),
-    )
+    other_gather = _Gather(other, piece) if grad_weight is not None and other is not None else None
+    return piece, _Gather(src, piece), other_gather
 
 
 def _pieces(lo: int, hi: int, rows: int) -> list[tuple[int, int]]:
