@@ -76,6 +76,14 @@ class KernelMap:
         """Per-offset ``(in_idx_k, out_idx_k)`` int64 tensors (empty for offsets with no pair)."""
         return [(self.in_idx[lo:hi].long(), self.out_idx[lo:hi].long()) for lo, hi in self.slices()]
 
+    def offset_ids(self) -> torch.Tensor:
+        """int64 [P]: the offset index of every pair (the pairs are offset-major)."""
+        device = self.in_idx.device
+        return torch.repeat_interleave(
+            torch.arange(self.kernel_volume, device=device),
+            torch.tensor(self.counts, device=device),
+        )
+
     def slots(self, side: str) -> torch.Tensor:
         """int32 [N_side]: the pair of each row of one side ("in" or "out"), `P` when it has none.
 
@@ -105,10 +113,7 @@ class KernelMap:
         """
         if self._sources is None:
             k_count, device = self.kernel_volume, self.in_idx.device
-            k_of = torch.repeat_interleave(
-                torch.arange(k_count, device=device), torch.tensor(self.counts, device=device)
-            )
-            slot = self.out_idx.long() * k_count + k_of
+            slot = self.out_idx.long() * k_count + self.offset_ids()
             rows = torch.zeros(self.num_out * k_count, dtype=torch.int32, device=device)
             rows[slot] = self.in_idx
             present = torch.zeros(self.num_out * k_count, dtype=torch.bool, device=device)
@@ -144,12 +149,9 @@ class KernelMap:
                 new_out = torch.cat([self.out_idx[lo:hi] for lo, hi in parts])
                 counts = [self.counts[m] for m in self.mirror]
             else:
-                k_of = torch.repeat_interleave(
-                    torch.arange(len(self.counts), device=self.in_idx.device),
-                    torch.tensor(self.counts, device=self.in_idx.device),
-                )
-                order = torch.argsort(k_of * max(self.num_in, 1) + self.in_idx)  # unique keys
-                del k_of
+                key = self.offset_ids() * max(self.num_in, 1) + self.in_idx  # unique keys
+                order = torch.argsort(key)
+                del key
                 new_in, new_out = self.out_idx[order], self.in_idx[order]
             rev = KernelMap(
                 new_in,
@@ -179,7 +181,7 @@ class KernelMap:
         n_chunks = max(1, min(self.num_out, -(-active // max(pairs_per_chunk, 1))))
         plan = self._plans.get(n_chunks)
         if plan is None:
-            plan = build_plan(self.out_idx, self.counts, self.num_out, self.identity, n_chunks)
+            plan = build_plan(self.out_idx, self.slices(), self.num_out, self.identity, n_chunks)
             self._plans[n_chunks] = plan
         return plan
 

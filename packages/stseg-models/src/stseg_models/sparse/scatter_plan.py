@@ -36,23 +36,20 @@ class ScatterPlan:
 
 def build_plan(
     out_idx: torch.Tensor,
-    counts: list[int],
+    spans: list[tuple[int, int]],
     num_out: int,
     identity: int,
     n_chunks: int,
 ) -> ScatterPlan:
     """Plan for pairs whose output rows `out_idx` [P] are offset-major and sorted within each offset.
 
-    counts[k]: pairs of offset k; the `identity` offset (or -1) is left out of every chunk.
-    Built once per map and chunk count, but for every new batch of scenes: it stays a few passes
-    over the pairs (no P-sized int64 temporaries, no per-row tables).
+    spans[k] = (lo, hi): offset k's pairs (`KernelMap.slices`); the `identity` offset (or -1) is
+    left out of every chunk. Built once per map and chunk count, but for every new batch of
+    scenes: it stays a few passes over the pairs (no P-sized int64 temporaries, no per-row tables).
     """
     device = out_idx.device
-    k_count = len(counts)
-    spans, lo = [], 0
-    for c in counts:
-        spans.append((lo, lo + c))
-        lo += c
+    k_count = len(spans)
+    counts = [hi - lo for lo, hi in spans]
     rows = [0, num_out]
     if n_chunks > 1:
         per_row = torch.bincount(out_idx, minlength=num_out)
