@@ -64,6 +64,13 @@ from stseg_models.sparse.pooling import (
 )
 from stseg_models.sparse.tensor import SparseTensor
 
+# The rest of MinkowskiEngine 0.5.4's public API, one aggregator module per area; their names are
+# appended to __all__ below.
+from stseg_models.sparse import _api_coords, _api_ops, _api_utils
+from stseg_models.sparse._api_coords import *  # noqa: F403
+from stseg_models.sparse._api_ops import *  # noqa: F403
+from stseg_models.sparse._api_utils import *  # noqa: F403
+
 __version__ = "0.5.4+stseg"
 BACKEND = "native"
 
@@ -87,3 +94,5 @@ __all__ = [
     "TensorField", "backend_name", "backends", "cat", "clear_global_coordinate_manager", "get_backend",
     "install_collections_shim", "set_sparse_tensor_operation_mode", "to_sparse",
 ]  # fmt: skip
+
+__all__ += [*_api_coords.__all__, *_api_ops.__all__, *_api_utils.__all__]
