@@ -54,3 +54,32 @@ class MinkowskiAlgorithm(IntEnum):
     DEFAULT = 0
     MEMORY_EFFICIENT = 1
     SPEED_OPTIMIZED = 2
+
+
+class CoordinateMapType(IntEnum):
+    """Where a coordinate map lives (MinkowskiEngine 0.5 names); natively, the features' device."""
+
+    CPU = 0
+    CUDA = 1
+
+
+class GPUMemoryAllocatorType(IntEnum):
+    """MinkowskiEngine's CUDA allocator choice; accepted and ignored natively (PyTorch's allocator)."""
+
+    PYTORCH = 0
+    CUDA = 1
+
+
+class BroadcastMode(IntEnum):
+    """Elementwise op of `MinkowskiBroadcast*` layers (MinkowskiEngine's spelling, typo included)."""
+
+    ELEMENTWISE_ADDITON = 0
+    ELEMENTWISE_MULTIPLICATION = 1
+
+
+class ConvolutionMode(IntEnum):
+    """MinkowskiEngine's GEMM strategy choice; accepted and ignored natively."""
+
+    DEFAULT = 0
+    DIRECT_GEMM = 1
+    COPY_GEMM = 2
