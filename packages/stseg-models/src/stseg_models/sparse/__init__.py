@@ -17,8 +17,9 @@ Semantics (identical to MinkowskiEngine 0.5.4 unless noted):
   UNWEIGHTED_AVERAGE (TensorField default), UNWEIGHTED_SUM and MAX_POOL merge the features;
   ``inverse_mapping`` / ``unique_index`` record the mapping. Rows keep first-occurrence order.
 * Bad input raises `SparseInputError` (a ValueError) before any computation.
-* Not supported natively: generative (``expand_coordinates``) layers and explicit output
-  coordinates; they raise `SparseInputError`.
+* Generative layers (``expand_coordinates=True``, `MinkowskiGenerativeConvolutionTranspose`),
+  explicit output coordinates (``layer(x, coordinates=...)``), `MinkowskiInterpolation` and the
+  shared global coordinate manager follow MinkowskiEngine 0.5.4 (see `_api_coords`).
 
 `backends()` reports whether the ``minkowski`` backend (MinkowskiEngine 0.5.4, built with
 ``stseg-models install-minkowski``) is usable and why not; `get_backend(name)` returns the module
@@ -75,14 +76,6 @@ __version__ = "0.5.4+stseg"
 BACKEND = "native"
 
 
-def clear_global_coordinate_manager() -> None:
-    """No-op: the native backend never shares a global coordinate manager."""
-
-
-def set_sparse_tensor_operation_mode(mode: SparseTensorOperationMode) -> None:
-    """Accepted for compatibility; only separate coordinate managers are supported."""
-
-
 __all__ = [
     "BACKEND", "BackendInfo", "CoordinateManager", "CoordinateMapKey", "GlobalPoolingMode", "KernelGenerator",
     "MinkowskiAlgorithm", "MinkowskiAvgPooling", "MinkowskiBatchNorm", "MinkowskiBuildError",
@@ -91,8 +84,8 @@ __all__ = [
     "MinkowskiLinear", "MinkowskiMaxPooling", "MinkowskiNonlinearityBase", "MinkowskiPoolingTranspose",
     "MinkowskiSumPooling", "MinkowskiSyncBatchNorm", "PoolingMode", "RegionType", "SparseBackendError",
     "SparseInputError", "SparseTensor", "SparseTensorOperationMode", "SparseTensorQuantizationMode",
-    "TensorField", "backend_name", "backends", "cat", "clear_global_coordinate_manager", "get_backend",
-    "install_collections_shim", "set_sparse_tensor_operation_mode", "to_sparse",
+    "TensorField", "backend_name", "backends", "cat", "get_backend",
+    "install_collections_shim", "to_sparse",
 ]  # fmt: skip
 
 __all__ += [*_api_coords.__all__, *_api_ops.__all__, *_api_utils.__all__]

@@ -2,7 +2,11 @@
 
 Output coordinates: stride 1 keeps the input set; stride s floors the input coordinates to the new
 tensor stride (`CoordinateManager.stride`); a transposed convolution writes onto the cached finer
-set (`CoordinateManager.transpose_target`), so U-Net skip connections align row for row.
+set (`CoordinateManager.transpose_target`), so U-Net skip connections align row for row, or, when
+the manager has no finer set, onto the kernel footprint of the input (MinkowskiEngine's rule).
+``expand_coordinates=True`` and `MinkowskiGenerativeConvolutionTranspose` always generate that
+footprint as a new set (`CoordinateManager.expand`). ``layer(x, coordinates=...)`` computes the
+outputs on given coordinates (`output_key`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import torch
 from torch import nn
 
 from stseg_models.sparse.conv_function import sparse_conv
+from stseg_models.sparse.coordinate_manager import CoordinateMapKey
 from stseg_models.sparse.errors import SparseInputError
 from stseg_models.sparse.kernel import KernelGenerator
 from stseg_models.sparse.tensor import SparseTensor
@@ -40,6 +45,60 @@ def resolve_generator(
     return KernelGenerator(
         kernel_size, stride, dilation, is_transpose=is_transpose, dimension=dimension
     )
+
+
+def output_key(
+    x: SparseTensor, coordinates: object, tensor_stride: int | Sequence[int]
+) -> CoordinateMapKey:
+    """Key of explicitly requested output coordinates (MinkowskiEngine's `_get_coordinate_map_key`).
+
+    A coordinate tensor [M, 1+D] is inserted into the input's manager at `tensor_stride`
+    (duplicates dropped, first occurrences kept); a `CoordinateMapKey` or a `SparseTensor` of the
+    same manager names an existing set.
+    """
+    manager = x.coordinate_manager
+    if isinstance(coordinates, SparseTensor):
+        if coordinates.coordinate_manager is not manager:
+            raise SparseInputError(
+                "output coordinates: the SparseTensor comes from a different coordinate manager"
+            )
+        return coordinates.coordinate_map_key
+    if isinstance(coordinates, CoordinateMapKey):
+        manager.get_coordinates(coordinates)  # raises if the key is not in this manager
+        return coordinates
+    if isinstance(coordinates, torch.Tensor):
+        coords = coordinates
+        if coords.is_floating_point():
+            coords = torch.floor(coords).int()
+        key, _ = manager.insert_and_map(coords.to(x.device), tensor_stride)
+        return key
+    raise SparseInputError(
+        "coordinates must be an int tensor [M, 1+D], a CoordinateMapKey or a SparseTensor, got "
+        f"{type(coordinates).__name__}"
+    )
+
+
+def layer_output_key(
+    x: SparseTensor, generator: KernelGenerator, is_transpose: bool
+) -> CoordinateMapKey:
+    """Output set of a convolution or pooling layer without explicit output coordinates."""
+    manager, key = x.coordinate_manager, x.coordinate_map_key
+    stride = generator.kernel_stride
+    if generator.expand_coordinates:
+        if is_transpose:
+            target = manager.transpose_stride(key, stride)
+            return manager.expand(key, generator, target)
+        return manager.expand(
+            key,
+            generator,
+            tuple(a * b for a, b in zip(key.tensor_stride, stride, strict=True)),
+            region_tensor_stride=key.tensor_stride,
+        )
+    if is_transpose:
+        return manager.transpose_target(key, stride, generator)
+    if all(s == 1 for s in stride):
+        return key
+    return manager.stride(key, stride)
 
 
 def check_input(layer: nn.Module, x: object, channels: int | None, dimension: int) -> SparseTensor:
@@ -73,10 +132,6 @@ class MinkowskiConvolutionBase(nn.Module):
         dimension: int | None = None,
     ) -> None:
         super().__init__()
-        if expand_coordinates:
-            raise SparseInputError(
-                "expand_coordinates=True (generative convolution) is not supported natively"
-            )
         if in_channels < 1 or out_channels < 1:
             raise SparseInputError(
                 f"channels must be positive, got in={in_channels}, out={out_channels}"
@@ -84,6 +139,8 @@ class MinkowskiConvolutionBase(nn.Module):
         self.kernel_generator = resolve_generator(
             kernel_size, stride, dilation, kernel_generator, self.is_transpose, dimension
         )
+        # MinkowskiEngine sets the layer's flag on a given generator too
+        self.kernel_generator.expand_coordinates = bool(expand_coordinates)
         self.dimension = self.kernel_generator.dimension
         self.in_channels, self.out_channels = in_channels, out_channels
         volume = self.kernel_generator.kernel_volume
@@ -101,31 +158,30 @@ class MinkowskiConvolutionBase(nn.Module):
             if self.bias is not None:
                 self.bias.uniform_(-stdv, stdv)
 
-    def _out_key(self, x: SparseTensor):
-        stride = self.kernel_generator.kernel_stride
-        manager = x.coordinate_manager
-        if self.is_transpose:
-            return manager.transpose_target(x.coordinate_map_key, stride)
-        if all(s == 1 for s in stride):
-            return x.coordinate_map_key
-        return manager.stride(x.coordinate_map_key, stride)
-
     def forward(self, input: SparseTensor, coordinates: object = None) -> SparseTensor:
+        """Convolve `input`; outputs on `coordinates` (int [M, 1+D], key or SparseTensor) if given."""
         x = check_input(self, input, self.in_channels, self.dimension)
-        if coordinates is not None:
-            raise SparseInputError(
-                "explicit output coordinates are not supported by the native backend"
-            )
-        manager = x.coordinate_manager
-        out_key = self._out_key(x)
-        kmap = manager.kernel_map(
-            x.coordinate_map_key, out_key, self.kernel_generator, self.is_transpose
-        )
+        manager, gen = x.coordinate_manager, self.kernel_generator
+        if coordinates is None or self._is_pointwise():
+            out_key = layer_output_key(x, gen, self.is_transpose)
+        else:
+            # MinkowskiEngine passes the expand flag where the tensor stride goes: 0 or 1 per axis
+            out_key = output_key(x, coordinates, int(gen.expand_coordinates))
+        kmap = manager.kernel_map_for(x.coordinate_map_key, out_key, gen, self.is_transpose)
         weight = self.kernel if self.kernel.dim() == 3 else self.kernel.unsqueeze(0)
         out = sparse_conv(x.F, weight, kmap)
         if self.bias is not None:
             out = out + self.bias
         return SparseTensor(out, coordinate_map_key=out_key, coordinate_manager=manager)
+
+    def _out_key(self, x: SparseTensor) -> CoordinateMapKey:
+        """Output set without explicit coordinates (`layer_output_key`)."""
+        return layer_output_key(x, self.kernel_generator, self.is_transpose)
+
+    def _is_pointwise(self) -> bool:
+        """MinkowskiEngine multiplies a size-1, stride-1 kernel directly on the input set."""
+        g = self.kernel_generator
+        return g.kernel_volume == 1 and all(s == 1 for s in g.kernel_stride)
 
     def extra_repr(self) -> str:
         g = self.kernel_generator
@@ -144,3 +200,30 @@ class MinkowskiConvolutionTranspose(MinkowskiConvolutionBase):
     """Transpose of the strided convolution map; outputs on the cached set at tensor stride / stride."""
 
     is_transpose = True
+
+
+class MinkowskiGenerativeConvolutionTranspose(MinkowskiConvolutionBase):
+    """Transposed convolution that always generates its outputs: every input's kernel footprint.
+
+    Output tensor stride = input stride / stride; output coordinates = ``c + offset_k * out_stride *
+    dilation`` for every input coordinate c and kernel offset k (GSDN, Gwak et al. 2020).
+    """
+
+    is_transpose = True
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int] = -1,
+        stride: int | Sequence[int] = 1,
+        dilation: int | Sequence[int] = 1,
+        bias: bool = False,
+        kernel_generator: KernelGenerator | None = None,
+        convolution_mode: object = None,
+        dimension: int | None = None,
+    ) -> None:
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, dilation, bias, kernel_generator,
+            expand_coordinates=True, convolution_mode=convolution_mode, dimension=dimension,
+        )  # fmt: skip

@@ -158,12 +158,9 @@ class KernelGenerator:
             raise SparseInputError(
                 f"dilation must be >= 1 on every axis, got {self.kernel_dilation}"
             )
-        if expand_coordinates:
-            raise SparseInputError(
-                "expand_coordinates (generative convolution) is not supported by the native backend"
-            )
         self.is_transpose = bool(is_transpose)
-        self.expand_coordinates = False
+        # generate the output coordinates (every input's kernel footprint): see `conv.py`
+        self.expand_coordinates = bool(expand_coordinates)
         self.axis_types = None if axis_types is None else tuple(RegionType(t) for t in axis_types)
         self.region_type = (
             RegionType.HYBRID if self.axis_types is not None else RegionType(region_type)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stseg_models.sparse.conv import check_input, resolve_generator
+from stseg_models.sparse.conv import check_input, layer_output_key, output_key, resolve_generator
 from stseg_models.sparse.kernel import KernelGenerator
 from stseg_models.sparse.modes import PoolingMode
 from stseg_models.sparse.pooling_function import max_pool, segment_max, sum_pool
@@ -44,17 +44,17 @@ class MinkowskiPoolingBase(nn.Module):
         self.dimension = self.kernel_generator.dimension
 
     def forward(self, input: SparseTensor, coordinates: Any = None) -> SparseTensor:
+        """Pool `input`; outputs on `coordinates` (int [M, 1+D], key or SparseTensor) if given.
+
+        A coordinate tensor is inserted at tensor stride 1, as MinkowskiEngine does.
+        """
         x = check_input(self, input, None, self.dimension)
-        manager, stride = x.coordinate_manager, self.kernel_generator.kernel_stride
-        if self.is_transpose:
-            out_key = manager.transpose_target(x.coordinate_map_key, stride)
-        elif all(s == 1 for s in stride):
-            out_key = x.coordinate_map_key
+        manager, gen = x.coordinate_manager, self.kernel_generator
+        if coordinates is None:
+            out_key = layer_output_key(x, gen, self.is_transpose)
         else:
-            out_key = manager.stride(x.coordinate_map_key, stride)
-        kmap = manager.kernel_map(
-            x.coordinate_map_key, out_key, self.kernel_generator, self.is_transpose
-        )
+            out_key = output_key(x, coordinates, 1)
+        kmap = manager.kernel_map_for(x.coordinate_map_key, out_key, gen, self.is_transpose)
         if self.pooling_mode == PoolingMode.LOCAL_MAX_POOLING:
             out = max_pool(x.F, kmap)
         else:
@@ -100,10 +100,8 @@ class MinkowskiPoolingTranspose(MinkowskiPoolingBase):
         dimension: int | None = None,
     ) -> None:
         super().__init__(kernel_size, stride, dilation, kernel_generator, dimension)
-        if expand_coordinates:
-            from stseg_models.sparse.errors import SparseInputError
-
-            raise SparseInputError("expand_coordinates=True is not supported by the native backend")
+        if kernel_generator is None:  # MinkowskiEngine only applies the flag to its own generator
+            self.kernel_generator.expand_coordinates = bool(expand_coordinates)
 
 
 class MinkowskiGlobalPooling(nn.Module):

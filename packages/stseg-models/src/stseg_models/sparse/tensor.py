@@ -9,9 +9,10 @@ import torch
 
 from stseg_models.sparse.coordinate_manager import CoordinateManager, CoordinateMapKey
 from stseg_models.sparse.errors import SparseInputError
-from stseg_models.sparse.hashing import floor_to_stride, lookup, unique_rows
+from stseg_models.sparse.hashing import unique_rows
 from stseg_models.sparse.kernel import to_int_tuple
 from stseg_models.sparse.modes import SparseTensorQuantizationMode
+from stseg_models.sparse.operation_mode import manager_for_new_tensor
 from stseg_models.sparse.validation import check_coordinates, check_features, same_manager
 
 
@@ -68,6 +69,10 @@ class SparseTensor:
         self.quantization_mode = SparseTensorQuantizationMode(quantization_mode)
         self.unique_index: torch.Tensor | None = None
         self.inverse_mapping: torch.Tensor | None = None
+        if coordinates is not None and coordinate_map_key is not None:
+            raise SparseInputError(
+                "SparseTensor takes coordinates or a coordinate_map_key (with its manager), not both"
+            )
         if coordinates is None:
             if coordinate_map_key is None or coordinate_manager is None:
                 raise SparseInputError(
@@ -86,7 +91,7 @@ class SparseTensor:
             stride = to_int_tuple(tensor_stride, dimension, "tensor_stride")
             if any(s < 1 for s in stride):
                 raise SparseInputError(f"tensor_stride must be >= 1, got {stride}")
-            manager = coordinate_manager or CoordinateManager(D=dimension)
+            manager = coordinate_manager or manager_for_new_tensor(dimension)
             unique_index, inverse = unique_rows(coords)
             feats = merge_duplicates(feats, unique_index, inverse, self.quantization_mode)
             self._key = manager.insert_unique(coords[unique_index], stride)
@@ -114,9 +119,14 @@ class SparseTensor:
     def coordinate_map_key(self) -> CoordinateMapKey:
         return self._key
 
+    coordinate_key = coordinate_map_key
+
     @property
     def coordinate_manager(self) -> CoordinateManager:
         return self._manager
+
+    def get_device(self) -> int:
+        return self._F.get_device()
 
     @property
     def tensor_stride(self) -> list[int]:
@@ -187,8 +197,8 @@ class SparseTensor:
 
     # -- per-batch views ------------------------------------------------------------------------------
     def _batch_rows(self) -> list[torch.Tensor]:
-        batch = self.C[:, 0].long()
-        return [(batch == b).nonzero().flatten() for b in torch.unique(batch).tolist()]
+        """Per batch index (ascending), its rows in ascending order (`CoordinateManager.origin_map`)."""
+        return self._manager.origin_map(self._key)[1]
 
     @property
     def decomposition_permutations(self) -> list[torch.Tensor]:
@@ -208,67 +218,97 @@ class SparseTensor:
         return [self.C[r, 1:] for r in rows], [self._F[r] for r in rows]
 
     def coordinates_at(self, batch_index: int) -> torch.Tensor:
+        """Spatial coordinates [N_b, D] of the rows with batch index `batch_index`."""
         return self.C[self.C[:, 0] == batch_index, 1:]
 
     def features_at(self, batch_index: int) -> torch.Tensor:
+        """Features [N_b, C] of the rows with batch index `batch_index`."""
         return self._F[self.C[:, 0] == batch_index]
+
+    def coordinates_and_features_at(self, batch_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.C[:, 0] == batch_index
+        return self.C[rows, 1:], self._F[rows]
 
     # -- queries ------------------------------------------------------------------------------------
     def features_at_coordinates(self, query_coordinates: torch.Tensor) -> torch.Tensor:
-        """Features [M, C] at query coordinates [M, 1+D] (floored to the tensor stride); zeros where absent."""
+        """Features [M, C] at continuous points [M, 1+D]: n-linear interpolation (`interpolation`).
+
+        As MinkowskiEngine 0.5.4 (which routes this through MinkowskiInterpolationFunction): on a
+        voxel it returns that voxel's features, between voxels the n-linear blend of the present
+        corners, zeros far from every voxel. Differentiable in the features.
+        """
+        from stseg_models.sparse.interpolation import MinkowskiInterpolationFunction
+
         q = torch.as_tensor(query_coordinates, device=self.device)
         if q.dim() != 2 or q.shape[1] != self.D + 1:
             raise SparseInputError(
                 f"query coordinates must be [M, {self.D + 1}], got {tuple(q.shape)}"
             )
-        q = torch.floor(q.double()).long() if q.is_floating_point() else q.long()
-        q = floor_to_stride(q, torch.tensor(self.tensor_stride, device=q.device))
-        rows = lookup(q, self.C.long())
-        out = self._F[rows.clamp(min=0)]
-        return out * (rows >= 0).unsqueeze(1).to(out.dtype)
+        dtype = self.dtype if self.dtype.is_floating_point else torch.float64
+        out = MinkowskiInterpolationFunction.apply(self._F, q.to(dtype), self._key, self._manager)
+        return out[0]
 
     def dense(
         self,
         shape: torch.Size | None = None,
-        min_coordinate: torch.Tensor | None = None,
+        min_coordinate: torch.Tensor | int | None = None,
         contract_stride: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-        """Dense [B, C, *spatial] tensor, with the min coordinate [D] and tensor stride used."""
-        coords = self.C.long()
-        spatial = coords[:, 1:]
-        if min_coordinate is None:
-            min_coordinate = (
-                spatial.amin(dim=0)
-                if len(self)
-                else torch.zeros(self.D, dtype=torch.long, device=self.device)
-            )
-        min_coordinate = torch.as_tensor(min_coordinate, device=self.device).long()
-        if bool((spatial < min_coordinate).any()):
-            raise SparseInputError("dense(): some coordinates are below min_coordinate")
-        rel = spatial - min_coordinate
-        stride = torch.tensor(self.tensor_stride, device=self.device).clamp(min=1)  # origin sets: 0
-        if contract_stride:
-            rel = torch.div(rel, stride, rounding_mode="floor")
-        batch = coords[:, 0]
-        if shape is None:
-            size = (rel.amax(dim=0) + 1).tolist() if len(self) else [1] * self.D
-            shape = torch.Size([int(batch.max()) + 1 if len(self) else 1, self._F.shape[1], *size])
-        if len(shape) != self.D + 2 or any(
-            int(rel[:, i].max()) >= shape[i + 2] for i in range(self.D) if len(self)
-        ):
-            raise SparseInputError(
-                f"dense(): shape {tuple(shape)} does not contain every coordinate"
-            )
-        out = self._F.new_zeros(tuple(shape))
-        out = out.permute(0, *range(2, self.D + 2), 1).index_put((batch, *rel.t()), self._F)
-        out = out.permute(0, self.D + 1, *range(1, self.D + 1)).contiguous()
-        return out, min_coordinate.int(), self.tensor_stride
+    ) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """Dense [B, C, *spatial] tensor, the min coordinate and the tensor stride (see `conversions`)."""
+        from stseg_models.sparse.conversions import to_dense
 
-    def slice(self, tensor_field: Any) -> Any:
-        """Features of each point of `tensor_field`, taken from the voxel it falls in (a TensorField)."""
-        from stseg_models.sparse.field import slice_to_field
+        return to_dense(self, shape, min_coordinate, contract_stride)
 
-        return slice_to_field(self, tensor_field)
+    def sparse(
+        self,
+        min_coords: torch.Tensor | None = None,
+        max_coords: torch.Tensor | None = None,
+        contract_coords: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Torch sparse COO tensor [B, *spatial, C], its min coordinate, the tensor stride."""
+        from stseg_models.sparse.conversions import to_torch_sparse
+
+        return to_torch_sparse(self, min_coords, max_coords, contract_coords)
+
+    def slice(self, X: Any) -> Any:
+        """A TensorField: the features of the voxel each point of `X` fell into, in `X`'s order.
+
+        `X` is the TensorField this tensor's input came from, or the SparseTensor created (with
+        duplicates) from the original points (then its ``inverse_mapping`` is used).
+        """
+        from stseg_models.sparse.field import TensorField, slice_to_field
+
+        if isinstance(X, SparseTensor):
+            if X.coordinate_map_key != self._key or X.inverse_mapping is None:
+                raise SparseInputError(
+                    "slice(SparseTensor) needs the tensor created from the original coordinates, "
+                    "on this tensor's coordinate set"
+                )
+            inv = X.inverse_mapping
+            return TensorField(
+                self._F[inv], self.C[inv], coordinate_manager=self._manager,
+                quantization_mode=self.quantization_mode,
+            )  # fmt: skip
+        return slice_to_field(self, X)
+
+    def cat_slice(self, X: Any) -> Any:
+        """`slice` with the original features of `X` appended: a TensorField [N, C + C_X]."""
+        from stseg_models.sparse.field import TensorField
+
+        sliced = self.slice(X)
+        return TensorField(
+            torch.cat([sliced.F, X.F], dim=1), sliced.C, coordinate_manager=sliced.coordinate_manager,
+            coordinate_field_map_key=getattr(sliced, "coordinate_field_map_key", None),
+            quantization_mode=sliced.quantization_mode,
+        )  # fmt: skip
+
+    def interpolate(self, X: Any) -> Any:
+        """A TensorField: features at `X`'s points, through its splat map if `X` was splatted here."""
+        from stseg_models.sparse.field import TensorField, interpolate_field
+
+        if not isinstance(X, TensorField):
+            raise SparseInputError(f"interpolate() expects a TensorField, got {type(X).__name__}")
+        return interpolate_field(self, X)
 
     # -- arithmetic -------------------------------------------------------------------------------
     def _binary(
