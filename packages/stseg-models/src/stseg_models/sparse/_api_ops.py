@@ -25,7 +25,9 @@ from stseg_models.sparse.functions import (
     MinkowskiLocalPoolingTransposeFunction,
 )
 from stseg_models.sparse.network import MinkowskiNetwork
+from stseg_models.sparse.nonlinearity import *  # noqa: F403 - MinkowskiReLU ... (listed below)
 from stseg_models.sparse.nonlinearity import (
+    ALL_NONLINEARITIES,
     MinkowskiAdaptiveLogSoftmaxWithLoss,
     MinkowskiSinusoidal,
 )
@@ -63,3 +65,7 @@ __all__: list[str] = [
     "MinkowskiToSparseTensor", "MinkowskiUnion", "MinkowskiUnionFunction", "dense_coordinates", "mean",
     "modules", "spmm", "sum", "to_sparse_all", "var",
 ]  # fmt: skip
+
+# every pointwise layer (MinkowskiReLU ...): imported by the package already, listed here so that
+# ``from stseg_models.sparse import *`` brings them too
+__all__ += [cls.__name__ for cls in ALL_NONLINEARITIES if cls.__name__ not in __all__]
