@@ -1,8 +1,10 @@
 """MinkowskiPruning: keep the rows of a sparse tensor where a boolean mask is True.
 
-The kept rows stay in their input order and form a new coordinate set of the input's coordinate
-manager, at the input's tensor stride (the input set is left as it is, so layers after the
-pruning build their kernel maps on the smaller set).
+The kept rows stay in their input order (MinkowskiEngine 0.5.4 lists them in its hash map's
+iteration order, which it does not specify: same set, other order) and form a new coordinate set
+of the input's coordinate manager at the input's tensor stride, string id "pruned" as
+MinkowskiEngine's; the input set is left as it is, so layers after the pruning build their
+kernel maps on the smaller set.
 """
 
 from __future__ import annotations

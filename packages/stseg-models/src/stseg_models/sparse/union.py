@@ -1,8 +1,10 @@
 """MinkowskiUnion: one sparse tensor on the union of several coordinate sets, overlaps summed.
 
 Output rows follow the order of first occurrence over the inputs taken in turn (every row of the
-first input in its order, then the new rows of the second, ...), which is MinkowskiEngine 0.5.4's
-CPU order. The union set is registered in the inputs' coordinate manager at their tensor stride.
+first input in its order, then the new rows of the second, ...). MinkowskiEngine 0.5.4 lists
+them in its hash map's iteration order, which it does not specify (same set, other order). The
+union set is registered in the inputs' coordinate manager at their tensor stride, with string id
+"merge" as MinkowskiEngine's.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def union_maps(
             raise SparseInputError(f"coordinate set {out_key} does not contain every input row")
     else:
         unique_index, target = unique_rows(both)
-        out_key = manager.insert_unique(both[unique_index], next(iter(strides)), "union")
+        out_key = manager.insert_unique(both[unique_index], next(iter(strides)), "merge")
     maps, start = [], 0
     for c in coords:
         n = c.shape[0]
