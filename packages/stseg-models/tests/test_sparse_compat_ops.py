@@ -147,6 +147,27 @@ def test_pruning(dim: int) -> None:
     compare(outs, leaves)
 
 
+def test_layers_after_pruning() -> None:
+    """A pruned coarse set feeds a convolution (maps built on the pruned set), a union with its
+    parent, and a transposed convolution back onto the full fine set, as MinkowskiEngine's."""
+
+    class Net(torch.nn.Module):
+        def __init__(self, me: Any) -> None:
+            super().__init__()
+            self.me = me
+            self.down = me.MinkowskiConvolution(3, 4, kernel_size=2, stride=2, dimension=3)
+            self.mid = me.MinkowskiConvolution(4, 4, kernel_size=3, dimension=3)
+            self.up = me.MinkowskiConvolutionTranspose(4, 2, kernel_size=2, stride=2, dimension=3)
+
+        def forward(self, x: Any) -> Any:
+            y = self.down(x)
+            pruned = self.me.MinkowskiPruning()(y, y.F[:, 0].detach() > 0)
+            merged = self.me.MinkowskiUnion()(y, self.mid(pruned))
+            return self.up(merged)
+
+    run_layer(Net, 3, 3, seed=11)
+
+
 # -- broadcast -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("dim", [3, 4])
 @pytest.mark.parametrize(
@@ -425,6 +446,27 @@ def test_local_pooling_function(kind: str, dim: int, k: int, stride: int) -> Non
         y = pool(x)
         args = (getattr(me.PoolingMode, kind), pool.kernel_generator, x.coordinate_map_key, y.coordinate_map_key, x.coordinate_manager)  # fmt: skip
         return y, lambda f: me.MinkowskiLocalPoolingFunction.apply(f, *args)
+
+    _function_case(dim, build)
+
+
+@pytest.mark.parametrize("kind", ["LOCAL_AVG_POOLING", "LOCAL_SUM_POOLING"])
+@pytest.mark.parametrize("dim", [3, 4])
+def test_local_pooling_transpose_function(kind: str, dim: int) -> None:
+    def build(me: Any, x: Any) -> tuple[Any, Callable[..., Any]]:
+        pool = me.MinkowskiMaxPooling(kernel_size=2, stride=2, dimension=dim)
+        unpool = me.MinkowskiPoolingTranspose(kernel_size=2, stride=2, dimension=dim)
+        coarse = pool(x)
+        y = unpool(coarse)
+
+        def fn(f: torch.Tensor) -> torch.Tensor:
+            c = pool(me.SparseTensor(f, coordinate_map_key=x.coordinate_map_key, coordinate_manager=x.coordinate_manager))  # fmt: skip
+            return me.MinkowskiLocalPoolingTransposeFunction.apply(
+                c.F, getattr(me.PoolingMode, kind), unpool.kernel_generator,
+                c.coordinate_map_key, y.coordinate_map_key, x.coordinate_manager,
+            )  # fmt: skip
+
+        return y, fn
 
     _function_case(dim, build)
 
