@@ -58,7 +58,9 @@ def test_to_sparse_formats_and_module() -> None:
         ME.to_sparse(dense, format="CBXX")
     with pytest.raises(SparseInputError, match="remove_zeros"):
         ME.MinkowskiToSparseTensor(coordinates=ME.dense_coordinates(dense.shape))
-    field = ME.TensorField(torch.randn(5, 2), torch.cat([torch.zeros(5, 1), torch.rand(5, 3) * 3], 1))
+    field = ME.TensorField(
+        torch.randn(5, 2), torch.cat([torch.zeros(5, 1), torch.rand(5, 3) * 3], 1)
+    )
     assert isinstance(ME.MinkowskiToSparseTensor()(field), ME.SparseTensor)
     assert torch.equal(ME.MinkowskiToFeature()(x), x.F)
 
