@@ -13,6 +13,7 @@ by reading the file again (RELIABILITY F2, F4, F5).
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
@@ -64,8 +65,10 @@ def _element(
             lines.check_widths(element, row0, width)  # a short row explains it better
         lines.raise_truncated(element, row0)
     try:
-        values = np.loadtxt(stream, dtype=np.float64, comments=None, max_rows=element.count,
-                            ndmin=2, encoding="latin-1")  # fmt: skip
+        with warnings.catch_warnings():  # "line contained no data": blank lines are skipped
+            warnings.filterwarnings("ignore", "Input line", UserWarning)
+            values = np.loadtxt(stream, dtype=np.float64, comments=None, max_rows=element.count,
+                                ndmin=2, encoding="latin-1")  # fmt: skip
     except ValueError as error:
         if element.has_lists:
             raise _VariableLists from None

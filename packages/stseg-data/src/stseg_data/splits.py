@@ -55,7 +55,7 @@ def resolve_entry(
     root_resolved = Path(root).resolve()
     candidate = Path(root) / Path(*pure.parts)
     resolved = candidate.resolve()
-    if resolved != root_resolved and root_resolved not in resolved.parents:
+    if not resolved.is_relative_to(root_resolved):
         raise SplitFileError(
             f"{where} resolves to {resolved}, outside the dataset root {root_resolved}"
         )

@@ -11,6 +11,7 @@ OUT/scannetv2_train.txt, OUT/scannetv2_val.txt           scene names
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -104,31 +105,12 @@ def _write_json(path: Path, payload: dict) -> None:
 
 def write_label_tsv(root: Path) -> None:
     """`scannetv2-labels.combined.tsv` with the real header and one row per raw category used."""
-    rows = ["\t".join(TSV_COLUMNS)]
+    rows = [list(TSV_COLUMNS)]
     for k, (raw, nyu40) in enumerate(RAW_CATEGORIES.items(), start=1):
         nyu_name = NYU40_CLASS_NAMES[nyu40 - 1]
-        values = [
-            str(k),
-            raw,
-            raw,
-            "100",
-            str(nyu40),
-            "",
-            nyu_name,
-            nyu_name,
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-        ]
-        rows.append("\t".join(values))
+        rows.append([str(k), raw, raw, "100", str(nyu40), "", nyu_name, nyu_name] + [""] * 9)
     with atomic_write(root / "scannetv2-labels.combined.tsv", "w") as handle:
-        handle.write("\n".join(rows) + "\n")
+        csv.writer(handle, delimiter="\t", lineterminator="\n").writerows(rows)
 
 
 def write_splits(root: Path, scenes: list[str], prefix: str = "scannetv2") -> None:
