@@ -15,6 +15,7 @@ Each figure is the median of R runs, with the min and max: the machine may be sh
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import platform
@@ -29,14 +30,14 @@ from pathlib import Path
 import numpy as np
 import plyfile
 
-from stseg_data.ply import read_ply, write_ply
+from stseg_data.ply import read_ply, read_ply_elements, write_ply
 
 OLD_FILES = ("ply.py", "ply_header.py", "ply_ascii.py")
 SRC = "packages/stseg-data/src/stseg_data"
 
 
 def load_old_reader(folder: Path):
-    """`read_ply` of the revision before the hand-written parser was deleted, or None."""
+    """The `ply` module of the revision before the hand-written parser was deleted, or None."""
     try:
         root = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True,
                               text=True, check=True, cwd=Path(__file__).parent).stdout.strip()  # fmt: skip
@@ -56,7 +57,7 @@ def load_old_reader(folder: Path):
     except (OSError, subprocess.CalledProcessError):
         return None
     sys.path.insert(0, str(folder))
-    return importlib.import_module("stseg_data_old.ply").read_ply
+    return importlib.import_module("stseg_data_old.ply")
 
 
 def timings(fn, repeats: int) -> dict:
@@ -85,13 +86,19 @@ def same_cloud(a, b) -> bool:
 
 
 def compare(name: str, path: Path, old, repeats: int) -> dict:
-    result = {"file": name, "bytes": path.stat().st_size}
-    new_cloud = read_ply(path)
-    result["new"] = timings(lambda: read_ply(path), repeats)
-    if old is not None:
-        result["same_result"] = same_cloud(new_cloud, old(path))
-        result["old"] = timings(lambda: old(path), repeats)
-        result["new_over_old"] = result["new"]["median_s"] / result["old"]["median_s"]
+    """read_ply (file -> PointCloud) and read_ply_elements (the parse alone), old and new."""
+    result: dict = {"file": name, "bytes": path.stat().st_size}
+    for what, new_fn, old_fn in (
+        ("read_ply", read_ply, old and old.read_ply),
+        ("read_ply_elements", read_ply_elements, old and old.read_ply_elements),
+    ):
+        entry: dict = {"new": timings(functools.partial(new_fn, path), repeats)}
+        if old_fn is not None:
+            if what == "read_ply":
+                entry["same_result"] = same_cloud(read_ply(path), old_fn(path))
+            entry["old"] = timings(functools.partial(old_fn, path), repeats)
+            entry["new_over_old"] = entry["new"]["median_s"] / entry["old"]["median_s"]
+        result[what] = entry
     return result
 
 

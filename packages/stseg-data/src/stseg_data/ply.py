@@ -66,7 +66,10 @@ def read_ply_elements(path: str | os.PathLike[str]) -> tuple[PlyHeader, dict[str
     try:
         with open(path, "rb") as stream:
             size = os.fstat(stream.fileno()).st_size
-            header = parse_header(stream.read(MAX_HEADER_BYTES), path)
+            head = stream.read(1 << 16)  # headers are short; look further only if needed
+            if b"end_header" not in head:
+                head += stream.read(MAX_HEADER_BYTES - len(head))
+            header = parse_header(head, path)
             if header.format == "ascii":
                 return header, read_ascii(stream, header, size, path)
             return header, _read_binary(stream, header, size, path)
