@@ -100,10 +100,12 @@ def test_huge_extent_raises() -> None:
 def test_features_at_coordinates_and_dense() -> None:
     c = _coords([[0, 0, 0], [0, 2, 4], [1, 2, 0]])
     x = ME.SparseTensor(torch.tensor([[1.0], [2.0], [3.0]]), c, tensor_stride=2)
-    q = torch.tensor([[0, 2.5, 5.9], [1, 3.0, 1.0], [0, 6.0, 6.0]])
-    assert x.features_at_coordinates(q).flatten().tolist() == [2.0, 3.0, 0.0]
+    # MinkowskiEngine 0.5.4 interpolates n-linearly (weights 0.75 * 0.05 and 0.5 * 0.5 here)
+    q = torch.tensor([[0, 2.5, 5.9], [1, 3.0, 1.0], [0, 6.0, 6.0], [0, 2.0, 4.0]])
+    got = x.features_at_coordinates(q).flatten()
+    assert torch.allclose(got, torch.tensor([2.0 * 0.0375, 3.0 * 0.25, 0.0, 2.0]))
     dense, mn, stride = x.dense()
-    assert dense.shape == (2, 1, 2, 3) and mn.tolist() == [0, 0] and stride == [2, 2]
+    assert dense.shape == (2, 1, 2, 3) and mn.tolist() == [[0, 0]] and stride.tolist() == [2, 2]
     assert dense[0, 0, 1, 2] == 2.0 and dense[1, 0, 1, 0] == 3.0 and dense.sum() == 6.0
 
 

@@ -70,6 +70,7 @@ def to_dense(
             raise SparseInputError(f"dense(): min_coordinate must have {d} entries")
         rel = spatial - given.long().reshape(1, d)
         _check_divisible(given, stride, "dense(): min_coordinate")
+        min_out = given.reshape(1, d)
     if bool((rel < 0).any()):
         raise SparseInputError("dense(): some coordinates are below min_coordinate")
     if contract_stride:

@@ -68,8 +68,17 @@ class CoordinateMapKey:
     def is_key_set(self) -> bool:
         return len(self.tensor_stride) > 0
 
+    def _assign(self, other: CoordinateMapKey) -> None:
+        """Set an unset placeholder key to `other` (MinkowskiEngine's out-parameter keys)."""
+        if self.is_key_set():
+            raise SparseInputError(f"coordinate map key {self} is already set")
+        object.__setattr__(self, "tensor_stride", other.tensor_stride)
+        object.__setattr__(self, "string_id", other.string_id)
+        object.__setattr__(self, "coordinate_size", other.coordinate_size)
+
     def __repr__(self) -> str:
-        return f"coordinate map key:{list(self.tensor_stride)}:{self.string_id}"
+        sid = f":{self.string_id}" if self.string_id else ""
+        return f"coordinate map key:{list(self.tensor_stride)}{sid}"
 
 
 def as_stride(value: int | Sequence[int] | torch.Tensor, dimension: int) -> tuple[int, ...]:
@@ -206,8 +215,11 @@ class CoordinateManager(CoordinateQueries):
         """New set: every input coordinate plus every kernel offset, at `out_tensor_stride`.
 
         Offsets are scaled by `region_tensor_stride` (default: the output stride) times the
-        dilation. Rows: input row-major, kernel order within a row, each coordinate at its first
-        occurrence (MinkowskiEngine's generated order follows its hash table and is not defined).
+        dilation. When the region is finer than the output (a strided convolution with
+        ``expand_coordinates``), only the generated coordinates that are multiples of the output
+        stride are kept, as MinkowskiEngine 0.5.4 does. Rows: input row-major, kernel order within a
+        row, each coordinate at its first occurrence (MinkowskiEngine's order follows its hash
+        table and is not defined).
         """
         coords = self.get_coordinates(key).long()
         scale = region_tensor_stride if region_tensor_stride is not None else out_tensor_stride
@@ -219,6 +231,9 @@ class CoordinateManager(CoordinateQueries):
         spatial = coords[:, None, 1:] + offsets[None]  # [N, K, D]
         batch = coords[:, None, :1].expand(-1, offsets.shape[0], 1)
         every = torch.cat([batch, spatial], dim=2).reshape(-1, self.D + 1)
+        if any(o != r for o, r in zip(out_tensor_stride, scale, strict=True)):
+            out_step = torch.tensor(list(out_tensor_stride), device=coords.device)
+            every = every[(every[:, 1:] % out_step == 0).all(dim=1)]
         unique_index, _ = unique_rows(every)
         return self.insert_unique(every[unique_index], tuple(out_tensor_stride))
 

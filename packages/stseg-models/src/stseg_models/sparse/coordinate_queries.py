@@ -57,7 +57,7 @@ class CoordinateQueries:
         is_transpose: bool = False,
         is_pool: bool = False,
     ) -> Any:
-        """MinkowskiEngine's kernel map: ``{k: int64 [2, n]}``, row 0 input rows, row 1 output rows.
+        """MinkowskiEngine's kernel map: ``{k: int32 [2, n]}``, row 0 input rows, row 1 output rows.
 
         Keys may be `CoordinateMapKey`s or tensor strides. A transposed map is the forward map from
         the output to the input, inputs and outputs swapped. Called with a `KernelGenerator` as third
@@ -80,11 +80,12 @@ class CoordinateQueries:
             dimension=self.D,
         )
         kmap = self.kernel_map_for(in_key, out_key, gen, is_transpose)
-        out: dict[int, torch.Tensor] = {}
-        for k, (i, o) in enumerate(kmap.pairs()):
-            if i.numel():
-                out[k] = torch.stack([i.long(), o.long()])
-        return out
+        pairs = [torch.stack([i.int(), o.int()]) for i, o in kmap.pairs()]
+        if is_pool and gen.kernel_size == gen.kernel_stride and not is_transpose:
+            # MinkowskiEngine serves a kernel == stride pooling map as one stride map, index 0
+            return {0: torch.cat(pairs, dim=1)} if kmap.in_idx.numel() else {}
+        # MinkowskiEngine's dict lists the offsets from the last to the first
+        return {k: pairs[k] for k in reversed(range(len(pairs))) if pairs[k].shape[1]}
 
     def get_kernel_map(self, *args: Any, **kwargs: Any) -> dict[int, torch.Tensor]:
         """Deprecated alias of `kernel_map` (as in MinkowskiEngine)."""
@@ -146,7 +147,17 @@ class CoordinateQueries:
     def union_map(
         self, in_keys: Sequence[CoordinateMapKey], out_key: CoordinateMapKey
     ) -> list[torch.Tensor]:
-        """Per input set, int64 [2, n]: its rows and their rows in the union set `out_key`."""
+        """Per input set, int64 [2, n]: its rows and their rows in the union set.
+
+        As in MinkowskiEngine, `out_key` is an unset key (``CoordinateMapKey(D + 1)``): the union
+        (rows in first-occurrence order over the inputs) is inserted and `out_key` is set to it.
+        """
+        if not out_key.is_key_set():
+            both = torch.cat([self.get_coordinates(k) for k in in_keys])
+            first, _ = unique_rows(both)
+            stride = in_keys[0].tensor_stride
+            new = self.insert_unique(both[first], stride)
+            out_key._assign(new)
         target = self.get_coordinates(out_key).long()
         maps = []
         for key in in_keys:
@@ -163,11 +174,15 @@ class CoordinateQueries:
 
         return interpolation_pairs(self.get_coordinates(key), key.tensor_stride, samples)
 
-    def get_unique_coordinate_map_key(self, tensor_stride: int | Sequence[int]) -> CoordinateMapKey:
-        """A key at `tensor_stride` that no set of this manager uses (for a new output set)."""
+    def get_unique_coordinate_map_key(
+        self, tensor_stride: int | Sequence[int]
+    ) -> tuple[list[int], str]:
+        """``(tensor_stride, string_id)`` that no set of this manager uses (MinkowskiEngine returns
+        this pair, not a key: ``CoordinateMapKey(*pair)`` makes one)."""
         from stseg_models.sparse.coordinate_manager import as_stride
 
-        return self._new_key(as_stride(tensor_stride, self.D), f"{next(_random_ids):08x}")
+        key = self._new_key(as_stride(tensor_stride, self.D), f"{next(_random_ids):08x}")
+        return list(key.tensor_stride), key.string_id
 
     # -- fields (continuous coordinates) ------------------------------------------------------------
     def insert_field(
@@ -218,28 +233,35 @@ class CoordinateQueries:
     def field_to_sparse_keys(self, field_map_key: CoordinateMapKey) -> list[CoordinateMapKey]:
         return [s for f, s in self._field_maps if f == field_map_key]
 
-    def field_to_sparse_map(
+    def field_inverse(
         self, field_map_key: CoordinateMapKey, sparse_map_key: CoordinateMapKey
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(inverse_mapping [N]: sparse row of each point, unique_index [M]: one point per row).
-
-        Works for any sparse set: points whose voxel is absent get -1 in the inverse mapping.
-        """
+    ) -> torch.Tensor:
+        """int64 [N]: the row of the sparse set each point's voxel is (-1 where it is absent)."""
         inverse = self._field_maps.get((field_map_key, sparse_map_key))
         if inverse is None:
             coords = self._quantise_field(field_map_key, sparse_map_key.tensor_stride)
             inverse = lookup(coords, self.get_coordinates(sparse_map_key).long())
-        n_rows = int(self.get_coordinates(sparse_map_key).shape[0])
-        points = torch.arange(inverse.numel(), device=inverse.device)
-        unique = torch.full((n_rows,), -1, dtype=torch.int64, device=inverse.device)
-        hit = inverse >= 0
-        unique.scatter_reduce_(0, inverse[hit], points[hit], reduce="amax", include_self=True)
-        return inverse, unique
+        return inverse
+
+    def field_to_sparse_map(
+        self, field_map_key: CoordinateMapKey, sparse_map_key: CoordinateMapKey
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sparse rows [P] int32, point rows [P] int32): each point that falls in the set, its row."""
+        inverse = self.field_inverse(field_map_key, sparse_map_key)
+        points = (inverse >= 0).nonzero().squeeze(1)
+        return inverse[points].int(), points.int()
 
     def get_field_to_sparse_map(
         self, field_map_key: CoordinateMapKey, sparse_map_key: CoordinateMapKey
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(point rows [N'], sparse row of each [N']) for the points that fall in the sparse set."""
-        inverse, _ = self.field_to_sparse_map(field_map_key, sparse_map_key)
-        points = (inverse >= 0).nonzero().squeeze(1)
-        return points, inverse[points]
+        """(unique_index [M]: first point of each row, inverse_mapping [N]: row of each point), int64.
+
+        Rows no point falls in get -1 in unique_index; points outside the set get -1 in the inverse.
+        """
+        inverse = self.field_inverse(field_map_key, sparse_map_key)
+        n_rows = int(self.get_coordinates(sparse_map_key).shape[0])
+        points = torch.arange(inverse.numel(), device=inverse.device)
+        unique = torch.full((n_rows,), inverse.numel(), dtype=torch.int64, device=inverse.device)
+        hit = inverse >= 0
+        unique.scatter_reduce_(0, inverse[hit], points[hit], reduce="amin", include_self=True)
+        return unique.masked_fill(unique == inverse.numel(), -1), inverse

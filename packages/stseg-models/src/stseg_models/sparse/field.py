@@ -185,8 +185,7 @@ class TensorField:
     # -- quantisation -------------------------------------------------------------------------------
     def inverse_mapping(self, sparse_tensor_map_key: CoordinateMapKey) -> torch.Tensor:
         """Row of the sparse tensor (at `key`) each point falls into, [N] int64 (-1: none)."""
-        inverse, _ = self._manager.field_to_sparse_map(self._key, sparse_tensor_map_key)
-        return inverse
+        return self._manager.field_inverse(self._key, sparse_tensor_map_key)
 
     def sparse(
         self,
@@ -211,7 +210,7 @@ class TensorField:
             key, (unique_index, inverse) = manager.field_to_sparse_insert_and_map(self._key, stride)
             feats = merge_duplicates(self._F, unique_index, inverse, mode)
         else:
-            inverse, unique_index = manager.field_to_sparse_map(self._key, coordinate_map_key)
+            unique_index, inverse = manager.get_field_to_sparse_map(self._key, coordinate_map_key)
             key, hit = coordinate_map_key, inverse >= 0
             n_rows = manager.size(key)
             points = torch.arange(len(self), device=self.device)[hit]
@@ -235,7 +234,7 @@ class TensorField:
         rows, points, weights = interpolation_pairs(
             self._manager.get_coordinates(key), key.tensor_stride, self._C
         )
-        weights = weights.to(self._F.dtype)
+        rows, points, weights = rows.long(), points.long(), weights.to(self._F.dtype)
         n_rows = self._manager.size(key)
         self._splat[key] = (rows, points, weights, (n_rows, len(self)))
         feats = self._F.new_zeros((n_rows, self._F.shape[1]))
@@ -250,7 +249,7 @@ def slice_to_field(sparse: SparseTensor, field: TensorField) -> TensorField:
     same_manager([sparse, field], "slice")
     manager = sparse.coordinate_manager
     if manager.exists_field_to_sparse(field._key, sparse.coordinate_map_key):
-        inverse = manager.field_to_sparse_map(field._key, sparse.coordinate_map_key)[0]
+        inverse = manager.field_inverse(field._key, sparse.coordinate_map_key)
     else:  # a different set: find each point's voxel at this tensor stride
         coords = (
             torch.floor(field.C.double()).long() if field.C.is_floating_point() else field.C.long()

@@ -5,9 +5,10 @@ A sample ``(b, x_1..x_D)`` on a tensor of stride ``s`` lies in the cell whose lo
 with the n-linear weight ``prod_i (1 - |x_i - c_i| / s_i)``. As in MinkowskiEngine 0.5.4 the
 weights are not renormalised when corners are missing (a sample far from every voxel gets zeros),
 and `SparseTensor.features_at_coordinates` is this interpolation (on a voxel it returns the voxel).
+Points below a voxel's cell (``x < lb``) cannot occur: ``lb = floor(x / s) * s``.
 
-Pairs are listed sample-major, corners in bit order (axis 1 is the lowest bit); pairs with zero
-weight are dropped.
+Pairs are listed corner-major (`corner_bits`), zero-weight pairs of present corners included, index
+tensors int32, as MinkowskiEngine returns them.
 """
 
 from __future__ import annotations
@@ -22,12 +23,19 @@ from stseg_models.sparse.errors import SparseInputError
 from stseg_models.sparse.hashing import lookup
 
 
+def corner_bits(dim: int) -> list[list[int]]:
+    """The 2^D cell corners in MinkowskiEngine's order: binary counting, last axis lowest bit."""
+    return [[(j >> (dim - 1 - i)) & 1 for i in range(dim)] for j in range(2**dim)]
+
+
 def interpolation_pairs(
     coords: torch.Tensor, tensor_stride: Sequence[int], samples: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(tensor rows [P] int64, sample rows [P] int64, weights [P] in the samples' dtype).
+    """(tensor rows [P] int32, sample rows [P] int32, weights [P] in the samples' dtype).
 
-    coords: int [N, 1+D] of the tensor; samples: float [M, 1+D] (batch index first).
+    coords: int [N, 1+D] of the tensor; samples: float [M, 1+D] (batch index first). One pair per
+    (sample, corner present in the tensor), zero weights included, corner-major: all samples'
+    first corners, then all second corners, ... (MinkowskiEngine's order on one thread).
     """
     if samples.dim() != 2 or samples.shape[1] != coords.shape[1]:
         raise SparseInputError(
@@ -39,18 +47,15 @@ def interpolation_pairs(
     pts = samples.to(dtype)
     stride = torch.tensor([max(int(s), 1) for s in tensor_stride], dtype=dtype, device=device)
     lower = torch.floor(pts[:, 1:] / stride) * stride  # [M, D]
-    bits = torch.tensor(
-        [[(j >> i) & 1 for i in range(dim)] for j in range(2**dim)], dtype=dtype, device=device
-    )  # [2^D, D]
-    corners = lower[:, None, :] + bits[None] * stride  # [M, 2^D, D]
-    weights = (1 - (pts[:, None, 1:] - corners).abs() / stride).clamp(min=0).prod(dim=2)
-    batch = pts[:, None, :1].expand(-1, bits.shape[0], 1)
+    bits = torch.tensor(corner_bits(dim), dtype=dtype, device=device)  # [2^D, D]
+    corners = lower[None, :, :] + bits[:, None, :] * stride  # [2^D, M, D]
+    weights = (1 - (pts[None, :, 1:] - corners).abs() / stride).prod(dim=2)
+    batch = pts[None, :, :1].expand(bits.shape[0], -1, 1)
     query = torch.cat([batch, corners], dim=2).reshape(-1, dim + 1).round().long()
     rows = lookup(query, coords.long().to(device))
-    weights = weights.reshape(-1)
-    keep = ((rows >= 0) & (weights > 0)).nonzero().squeeze(1)
-    sample_rows = keep // bits.shape[0]
-    return rows[keep], sample_rows, weights[keep]
+    keep = (rows >= 0).nonzero().squeeze(1)
+    sample_rows = keep % pts.shape[0]
+    return rows[keep].int(), sample_rows.int(), weights.reshape(-1)[keep]
 
 
 class MinkowskiInterpolationFunction(torch.autograd.Function):
@@ -69,7 +74,8 @@ class MinkowskiInterpolationFunction(torch.autograd.Function):
         )
         weights = weights.to(input_features.dtype)
         out = input_features.new_zeros((tfield.shape[0], input_features.shape[1]))
-        out.index_add_(0, out_map, input_features.index_select(0, in_map) * weights[:, None])
+        gathered = input_features.index_select(0, in_map.long()) * weights[:, None]
+        out.index_add_(0, out_map.long(), gathered)
         ctx.save_for_backward(in_map, out_map, weights)
         ctx.num_in = input_features.shape[0]
         ctx.mark_non_differentiable(in_map, out_map, weights)
@@ -79,7 +85,9 @@ class MinkowskiInterpolationFunction(torch.autograd.Function):
     def backward(ctx: Any, grad_out: torch.Tensor, *_unused: Any) -> tuple:
         in_map, out_map, weights = ctx.saved_tensors
         grad = grad_out.new_zeros((ctx.num_in, grad_out.shape[1]))
-        grad.index_add_(0, in_map, grad_out.index_select(0, out_map) * weights[:, None])
+        grad.index_add_(
+            0, in_map.long(), grad_out.index_select(0, out_map.long()) * weights[:, None]
+        )
         return grad, None, None, None
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from stseg_models.sparse.conv import check_input, layer_output_key, output_key, resolve_generator
 from stseg_models.sparse.kernel import KernelGenerator
+from stseg_models.sparse.kernel_map import KernelMap
 from stseg_models.sparse.modes import PoolingMode
 from stseg_models.sparse.pooling_function import max_pool, segment_max, sum_pool
 from stseg_models.sparse.tensor import SparseTensor
@@ -57,6 +58,8 @@ class MinkowskiPoolingBase(nn.Module):
         kmap = manager.kernel_map_for(x.coordinate_map_key, out_key, gen, self.is_transpose)
         if self.pooling_mode == PoolingMode.LOCAL_MAX_POOLING:
             out = max_pool(x.F, kmap)
+            if coordinates is not None:  # outputs may lack neighbours there
+                out = _lowest_where_empty(out, kmap)
         else:
             out = sum_pool(x.F, kmap, average=self.pooling_mode == PoolingMode.LOCAL_AVG_POOLING)
         return SparseTensor(out, coordinate_map_key=out_key, coordinate_manager=manager)
@@ -64,6 +67,12 @@ class MinkowskiPoolingBase(nn.Module):
     def extra_repr(self) -> str:
         g = self.kernel_generator
         return f"kernel_size={list(g.kernel_size)}, stride={list(g.kernel_stride)}, dilation={list(g.kernel_dilation)}"
+
+
+def _lowest_where_empty(out: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+    """MinkowskiEngine leaves a max-pooled output without neighbours at the dtype's lowest value."""
+    count = torch.bincount(kmap.out_idx.long(), minlength=kmap.num_out)
+    return out.masked_fill((count == 0).unsqueeze(1), torch.finfo(out.dtype).min)
 
 
 class MinkowskiMaxPooling(MinkowskiPoolingBase):
