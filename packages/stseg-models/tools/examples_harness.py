@@ -268,6 +268,8 @@ def _align(native: torch.Tensor, ref: torch.Tensor) -> torch.Tensor | None:
 class Comparison:
     output_rel: float = 0.0
     grad_rel: float = 0.0
+    worst_output: str = ""
+    worst_grad: str = ""
     problems: list[str] = field(default_factory=list)
 
 
@@ -279,7 +281,11 @@ def compare_runs(native: Run, ref: Run) -> Comparison:
             result.problems.append(f"{name}: missing in reference")
             continue
         rc, rf = ref.outputs[name]
-        if native.strides.get(name) != ref.strides.get(name):
+        if (
+            name in native.strides
+            and name in ref.strides
+            and native.strides[name] != ref.strides[name]
+        ):
             result.problems.append(
                 f"{name}: stride {native.strides.get(name)} vs {ref.strides.get(name)}"
             )
@@ -297,7 +303,9 @@ def compare_runs(native: Run, ref: Run) -> Comparison:
             result.problems.append(f"{name}: shape {tuple(nf.shape)} vs {tuple(rf.shape)}")
             continue
         if nf.is_floating_point():
-            result.output_rel = max(result.output_rel, rel_diff(nf, rf))
+            rel = rel_diff(nf, rf)
+            if rel >= result.output_rel:
+                result.output_rel, result.worst_output = rel, name
         elif not torch.equal(nf, rf):
             result.problems.append(f"{name}: values differ")
     for name, g in native.grads.items():
@@ -309,5 +317,7 @@ def compare_runs(native: Run, ref: Run) -> Comparison:
         if g.shape != r.shape:
             result.problems.append(f"{name}: gradient shape {tuple(g.shape)} vs {tuple(r.shape)}")
             continue
-        result.grad_rel = max(result.grad_rel, rel_diff(g, r))
+        rel = rel_diff(g, r)
+        if rel >= result.grad_rel:
+            result.grad_rel, result.worst_grad = rel, name
     return result
