@@ -84,6 +84,8 @@ def ravel_hash_vec(arr: np.ndarray) -> np.ndarray:
 
 
 def _is_scalar(value: Any) -> bool:
+    if isinstance(value, (str, bytes)):
+        return False
     return bool(np.isscalar(value)) or (isinstance(value, torch.Tensor) and value.dim() == 0)
 
 
@@ -103,7 +105,9 @@ def discretize(coordinates: np.ndarray | torch.Tensor, quantization_size: Any) -
                 raise SparseInputError(f"quantization_size must be positive, got {size}")
             if size != 1:
                 scaled = coordinates / size
-        elif isinstance(quantization_size, (Sequence, np.ndarray, torch.Tensor)):
+        elif isinstance(quantization_size, (Sequence, np.ndarray, torch.Tensor)) and not isinstance(
+            quantization_size, str
+        ):
             sizes = [float(v) for v in quantization_size]
             if len(sizes) != dim:
                 raise SparseInputError(
