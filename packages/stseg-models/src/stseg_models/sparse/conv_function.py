@@ -52,6 +52,18 @@ def _on_cpu(tensor: torch.Tensor) -> bool:
     return tensor.device.type == "cpu"
 
 
+def _accumulate(total: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """total += a @ b; a float32 `total` of half-precision products gets each product converted.
+
+    Weight gradients are [C_in, C_out]: converting one is free, and summing the pieces and chunks
+    of a pass in float32 keeps a half-precision (autocast) backward from rounding at every step.
+    """
+    if total.dtype == a.dtype:
+        total.addmm_(a, b)
+    else:
+        total += torch.mm(a, b).to(total.dtype)
+
+
 def _pairs_per_chunk(channels: int, budget: int) -> int:
     """Chunk size for `channels` buffer columns: PAIRS_PER_CHUNK, halved until under `budget`."""
     n = PAIRS_PER_CHUNK
@@ -133,7 +145,7 @@ def _reduce_pass(
                 if buffer is not None:
                     torch.mm(g, w, out=buffer[pos : pos + b - a])
                 if grad_weight is not None and gather_other is not None:
-                    grad_weight[k].addmm_(gather_other(kmap.out_idx[a:b]).t(), g)
+                    _accumulate(grad_weight[k], gather_other(kmap.out_idx[a:b]).t(), g)
                 pos += b - a
         if out is None or buffer is None:
             continue
@@ -185,7 +197,7 @@ def _direct_pass(
             elif out is not None:
                 out.index_put_((scatter[a:b],), g @ w)
             if grad_weight is not None and gather_other is not None:
-                grad_weight[k].addmm_(gather_other(scatter[a:b]).t(), g)
+                _accumulate(grad_weight[k], gather_other(scatter[a:b]).t(), g)
     if buffered:
         out = buffer.index_select(0, kmap.slots("in" if backward else "out"))
     return out
@@ -218,7 +230,8 @@ def _patch_pass(
     rows_of, present = kmap.sources()
     acc = None
     if grad_weight is not None and other is not None:
-        acc = src.new_zeros((other.shape[1], k_count * c_src))
+        dtype = grad_weight.dtype  # float32 under autocast: sums of many pieces stay exact
+        acc = src.new_zeros((other.shape[1], k_count * c_src), dtype=dtype)
     rows = max(1, _piece_rows(src, k_count * c_src))
     gather = _Gather(src, min(rows, kmap.num_out) * k_count)
     for a, b in _pieces(0, kmap.num_out, rows):
@@ -228,7 +241,7 @@ def _patch_pass(
         if out is not None:
             torch.mm(patch, flat, out=out[a:b])
         if acc is not None and other is not None:
-            acc.addmm_(other[a:b].t(), patch)
+            _accumulate(acc, other[a:b].t(), patch)
     if grad_weight is not None and acc is not None:
         grad_weight += acc.view(-1, k_count, c_src).permute(1, 0, 2)
     return out
@@ -261,10 +274,14 @@ def conv_backward(
     kmap: KernelMap,
     need_feats: bool,
     need_weight: bool,
+    weight_grad_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Gradients w.r.t. feats [N_in, C_in] and weight [K, C_in, C_out]."""
+    """Gradients w.r.t. feats [N_in, C_in] and weight [K, C_in, C_out].
+
+    `weight_grad_dtype` (default: the weight's) is the dtype the weight gradient is summed in.
+    """
     grad_out = grad_out.contiguous()
-    grad_weight = torch.zeros_like(weight) if need_weight else None
+    grad_weight = torch.zeros_like(weight, dtype=weight_grad_dtype) if need_weight else None
     identity = None
     if kmap.identity >= 0:
         identity = weight[kmap.identity].t()
@@ -293,27 +310,51 @@ def conv_backward(
     return grad_feats, grad_weight
 
 
+def compute_dtype(feats: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
+    """The dtype a convolution runs in: autocast's for the device when it is on, else the common one."""
+    device = feats.device.type
+    if torch.is_autocast_enabled(device) and feats.dtype.is_floating_point:
+        return torch.get_autocast_dtype(device)
+    return torch.promote_types(feats.dtype, weight.dtype)
+
+
 class SparseConvolutionFunction(torch.autograd.Function):
-    """autograd wrapper: apply(feats [N_in, C_in], weight [K, C_in, C_out], kmap) -> [N_out, C_out]."""
+    """autograd wrapper: apply(feats [N_in, C_in], weight [K, C_in, C_out], kmap) -> [N_out, C_out].
+
+    Under `torch.autocast` both operands are cast to its dtype (bf16/fp16) and the pass runs in it,
+    as autocast runs `torch.mm`; the weight gradient is summed in the weight's own dtype (float32)
+    and both gradients come back in their inputs' dtypes.
+    """
 
     @staticmethod
     def forward(
         ctx: Any, feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap
     ) -> torch.Tensor:
-        feats = feats.contiguous()
+        dtype = compute_dtype(feats, weight)
+        ctx.dtypes = feats.dtype, weight.dtype
+        feats, weight = feats.contiguous().to(dtype), weight.to(dtype)
         ctx.save_for_backward(feats, weight)
         ctx.kmap = kmap
-        return conv_forward(feats, weight, kmap)
+        with torch.autocast(feats.device.type, enabled=False):
+            return conv_forward(feats, weight, kmap)
 
     @staticmethod
     def backward(
         ctx: Any, grad_out: torch.Tensor
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         feats, weight = ctx.saved_tensors
-        gf, gw = conv_backward(
-            grad_out, feats, weight, ctx.kmap, ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        )
-        return gf, gw, None
+        feats_dtype, weight_dtype = ctx.dtypes
+        with torch.autocast(feats.device.type, enabled=False):
+            gf, gw = conv_backward(
+                grad_out.to(weight.dtype),
+                feats,
+                weight,
+                ctx.kmap,
+                ctx.needs_input_grad[0],
+                ctx.needs_input_grad[1],
+                weight_dtype,
+            )
+        return (gf.to(feats_dtype) if gf is not None else None), gw, None
 
 
 def sparse_conv(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
