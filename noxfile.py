@@ -215,5 +215,44 @@ def bench(session: nox.Session) -> None:
             )
 
 
+def _cuda_torch(session: nox.Session) -> list[str]:
+    """[torch version, its CUDA version or "None", whether it sees a GPU] in the session's venv."""
+    probe = (
+        "try:\n import torch\n print(torch.__version__, torch.version.cuda, torch.cuda.is_available())"
+        "\nexcept ImportError:\n print(0, None, False)"
+    )
+    output = str(session.run("python", "-c", probe, silent=True)).strip().splitlines()
+    return output[-1].split()[:3]
+
+
+@nox.session(venv_params=["--system-site-packages"])
+def gpu(session: nox.Session) -> None:
+    """The GPU check in one call (NVIDIA GPU; about 5 min after the install): CUDA tests, engine
+    benchmark in fp32 and under bf16/fp16 autocast, a Res16UNet34C training step at batch 4;
+    every figure and the peak GPU memory in bench-results/gpu_check.json (or the path after `--`).
+
+    Torch: a CUDA build already importable here (the venv sees the system's site packages) is
+    used as it is; otherwise `STSEG_GPU_TORCH` (default `torch==2.13.0`: PyPI's Linux x86-64 wheel
+    is the CUDA build) is installed, e.g. `STSEG_GPU_TORCH="torch==2.13.0+cu128
+    --index-url https://download.pytorch.org/whl/cu128"`. The session stops if torch sees no GPU.
+    """
+    found = _cuda_torch(session)
+    if found[1] == "None":
+        session.install(*os.environ.get("STSEG_GPU_TORCH", "torch==2.13.0").split())
+        found = _cuda_torch(session)
+    version, cuda, visible = found
+    if cuda == "None" or visible != "True":
+        session.error(
+            f"torch {version} (CUDA {cuda}) sees no GPU; set STSEG_GPU_TORCH to a CUDA build"
+        )
+    pin = Path(session.create_tmp()) / "gpu-constraints.txt"
+    pin.write_text(f"torch=={version}\n")  # keep this CUDA build: no CPU pin, no reinstall
+    editable = [arg for folder in discover_packages() for arg in ("-e", str(folder))]
+    session.install("-c", str(pin), *editable, "-r", "requirements/test.txt")
+    out = session.posargs[0] if session.posargs else str(ROOT / "bench-results" / "gpu_check.json")
+    script = PACKAGES_DIR / "stseg-models" / "benchmarks" / "gpu_check.py"
+    session.run("python", str(script), "--json", out, "--device", "cuda")
+
+
 if __name__ == "__main__":
     sys.exit("run `nox -l` to list the sessions")
