@@ -187,6 +187,8 @@ def test_hook_off_changes_nothing(tmp_path: Path) -> None:
     out = run_python(
         """
         print("stseg_models" in sys.modules, "torch" in sys.modules)
+        import collections, collections.abc  # what a user of a real MinkowskiEngine 0.5.4 does
+        collections.Sequence = collections.abc.Sequence
         try:
             import MinkowskiEngine
             print("imported", type(MinkowskiEngine).__name__)

@@ -6,7 +6,8 @@ Kept free of torch (and of `stseg_models.sparse`) so that the start-up hook
 finder to `sys.meta_path`; the engine is imported when a program imports ``MinkowskiEngine``.
 
 What the alias resolves (only while no real MinkowskiEngine can be found -- a real installation is
-never shadowed, and the check uses the other finders without importing anything):
+never shadowed, and the check uses the other finders without importing anything; when a real one
+is found, installing applies the ``collections.Sequence`` shim it needs on Python >= 3.10):
 
 * ``MinkowskiEngine`` -> a module of its own whose attributes are those of `stseg_models.sparse`
   (so ``import MinkowskiEngine.MinkowskiOps`` binding ``MinkowskiOps`` on it, as Python does for
@@ -198,10 +199,25 @@ class MinkowskiAliasFinder(importlib.abc.MetaPathFinder):
         )
 
 
+def collections_shim() -> None:
+    """Alias ``collections.Sequence`` & co. (gone in Python 3.10), which MinkowskiEngine 0.5.4 uses.
+
+    The same shim as `stseg_models.sparse.backend.install_collections_shim`, kept here so the
+    start-up hook stays torch-free.
+    """
+    import collections
+    import collections.abc
+
+    for name in ("Sequence", "Iterable", "Mapping", "MutableMapping"):
+        if not hasattr(collections, name):
+            setattr(collections, name, getattr(collections.abc, name))
+
+
 def install() -> bool:
     """Add the finder (once). True when ``import MinkowskiEngine`` now gives the native engine.
 
-    False when a real MinkowskiEngine is importable or already imported: it is left alone.
+    False when a real MinkowskiEngine is importable or already imported: it is left alone, and
+    the collections shim is applied so that it imports on Python >= 3.10.
     """
     loaded = sys.modules.get(ALIAS)
     if loaded is not None and not isinstance(loaded, _ForwardingModule):
@@ -210,7 +226,10 @@ def install() -> bool:
         # first, so that MinkowskiEngine.* submodules never reach the path finder (which would load
         # a second copy of a native file under the alias name)
         sys.meta_path.insert(0, MinkowskiAliasFinder())
-    return loaded is not None or real_minkowski_spec() is None
+    if loaded is None and real_minkowski_spec() is not None:
+        collections_shim()
+        return False
+    return True
 
 
 def uninstall() -> None:
