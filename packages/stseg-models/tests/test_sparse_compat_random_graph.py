@@ -1,0 +1,484 @@
+"""Random graphs of 20 MinkowskiEngine ops: native engine == MinkowskiEngine 0.5.4; `nox -s compat`.
+
+Each seed draws a chain of 20 ops from the API (`OPS`), each applied to the newest tensor and, for
+the binary ops, to an earlier tensor of the graph that fits (same coordinates, same stride or same
+channels). The same graph is built in both engines, every layer with the native layer's weights,
+in float64 (so a mismatch is a semantic difference, not rounding). Then every node is compared:
+tensor stride, coordinates as sets, features with rows matched by coordinate; a loss over every
+node is backpropagated and the input and every weight gradient compared.
+
+Ops: convolution (random kernel 1-3, stride 1-2, dilation 1-2, bias), transposed convolution
+(onto the cached finer coordinates), generative transposed convolution, channel-wise convolution,
+max / average / sum pooling, pooling transpose, global max / average / sum pooling followed by
+broadcast addition, multiplication or concatenation, batch / instance norm,
+ten non-linearities, linear, dropout in eval, ``cat``, ``MinkowskiUnion``, ``MinkowskiPruning``
+(a coordinate-keyed mask), ``+ - *`` of two tensors on one coordinate key and with a scalar, and
+``dense()`` -> ``to_sparse`` round trips (stride 1). An op whose name either engine lacks is left
+out of the draw and reported in ``LEFT_OUT``. Not drawn: ops whose input is not a SparseTensor
+(TensorField slicing / interpolation, spmm), MinkowskiEngine 0.4-era coordinate arguments, and
+``MinkowskiStableInstanceNorm``, which MinkowskiEngine 0.5.4 cannot run (its forward reads the
+0.4 attribute ``coords_key``). Pooling transpose is drawn only onto a coordinate set that a
+strided layer made from a finer default-keyed one: without that map MinkowskiEngine aborts the
+process. At most one ``MinkowskiUnion`` per coordinate manager and stride: MinkowskiEngine 0.5.4
+reuses the first union's output map for a second one (wrong coordinates or an IndexError).
+Max pooling is drawn only when the input has no tied values (tied maxima route the gradient to
+an arbitrary one of them in either engine).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import stseg_models.sparse as NATIVE
+from stseg_models.sparse.backend import import_minkowski
+from stseg_models.sparse.errors import SparseBackendError
+
+pytestmark = pytest.mark.minkowski
+
+try:
+    MINK = import_minkowski()
+except SparseBackendError as exc:  # pragma: no cover - depends on the environment
+    if os.environ.get("STSEG_REQUIRE_MINKOWSKI"):
+        raise
+    pytest.skip(f"MinkowskiEngine not available: {exc}", allow_module_level=True)
+
+REL = 1e-9  # float64 throughout
+MAX_STRIDE = 8
+MAX_CHANNELS = 12
+
+
+@dataclass
+class Node:
+    nat: Any
+    mink: Any
+    op: str
+
+    @property
+    def channels(self) -> int:
+        return int(self.nat.F.shape[1])
+
+    @property
+    def stride(self) -> int:
+        return int(self.nat.tensor_stride[0])
+
+
+@dataclass
+class Graph:
+    rng: random.Random
+    dim: int
+    nodes: list[Node] = field(default_factory=list)
+    layers: list[tuple[nn.Module, nn.Module]] = field(default_factory=list)
+    # coordinate keys made by a strided layer from a finer key: MinkowskiEngine's pooling
+    # transpose needs that finer map (it aborts the process without one), so only they get it
+    strided: set[tuple[int, str]] = field(default_factory=set)
+    # (manager, stride) pairs that already hold a union: see op_union
+    unions: set[tuple[int, int]] = field(default_factory=set)
+
+    def mark_strided(self, node: Node) -> None:
+        self.strided.add(key_id(node.mink))
+
+    def has_finer(self, node: Node) -> bool:
+        """A finer map that MinkowskiEngine's transposed layers would use exists (see `strided`).
+
+        MinkowskiEngine writes a transposed layer's output onto the map keyed (finer stride, "")
+        whatever the input key's string id; only default-keyed inputs are safe to draw.
+        """
+        return (
+            key_id(node.mink) in self.strided
+            and ":" not in str(node.mink.coordinate_map_key).split("]")[-1]
+        )
+
+    def layer(self, build: Callable[[ModuleType], nn.Module]) -> tuple[nn.Module, nn.Module]:
+        """The same layer in both engines, MinkowskiEngine's with the native weights."""
+        torch.manual_seed(self.rng.randrange(10**6))
+        nat = build(NATIVE).double()
+        with torch.no_grad():  # norms start at weight 1, bias 0: move them off the kinks of a ReLU
+            for name, p in nat.named_parameters():
+                if "bn." in name or "inst_norm" in name or type(nat).__name__.endswith("Norm"):
+                    p.uniform_(0.2, 0.8) if name.endswith("bias") else p.uniform_(0.5, 1.5)
+        mink = build(MINK).double()
+        mink.load_state_dict(nat.state_dict())
+        for m in (nat, mink):
+            m.train()
+            if "Dropout" in type(m).__name__:
+                m.eval()
+        self.layers.append((nat, mink))
+        return nat, mink
+
+    def unary(self, name: str, build: Callable[[ModuleType], nn.Module], x: Node) -> Node:
+        nat, mink = self.layer(build)
+        return Node(nat(x.nat), mink(x.mink), name)
+
+    def earlier(self, x: Node, fits: Callable[[Node], bool]) -> Node | None:
+        """A random earlier node (not `x`) for which `fits` holds in both engines."""
+        options = [n for n in self.nodes if n is not x and fits(n)]
+        return self.rng.choice(options) if options else None
+
+
+def key_id(t: Any) -> tuple[int, str]:
+    return id(t.coordinate_manager), str(t.coordinate_map_key)
+
+
+def same_key(a: Node, b: Node) -> bool:
+    return (
+        same_manager(a, b)
+        and a.nat.coordinate_map_key == b.nat.coordinate_map_key
+        and a.mink.coordinate_map_key == b.mink.coordinate_map_key
+    )
+
+
+def same_manager(a: Node, b: Node) -> bool:
+    return a.nat.coordinate_manager is b.nat.coordinate_manager and (
+        a.mink.coordinate_manager is b.mink.coordinate_manager
+    )
+
+
+def keep_mask(t: Any, salt: int) -> torch.Tensor:
+    """A pruning mask that depends on each row's coordinate (so it is the same in both engines)."""
+    c = t.C.long()
+    weights = torch.tensor([7, 13, 29, 31, 37, 41][: c.shape[1]])
+    keep = ((c * weights).sum(1) + salt) % 3 != 0
+    if not keep.any():
+        keep[0] = True
+    return keep
+
+
+# --- the ops: each returns the new node, or None when it does not apply to `x` -----------------
+
+
+def op_conv(g: Graph, x: Node) -> Node | None:
+    k, s, d = g.rng.choice([1, 2, 3]), g.rng.choice([1, 2]), g.rng.choice([1, 2])
+    if x.stride * s > MAX_STRIDE:
+        s = 1
+    cout, bias = g.rng.randint(2, 6), g.rng.random() < 0.5
+    return g.unary(
+        f"conv k{k} s{s} d{d}",
+        lambda me: me.MinkowskiConvolution(
+            x.channels, cout, k, stride=s, dilation=d, bias=bias, dimension=g.dim
+        ),
+        x,
+    )
+
+
+def op_conv_transpose(g: Graph, x: Node) -> Node | None:
+    if x.stride == 1:
+        return None
+    k, cout = g.rng.choice([2, 3]), g.rng.randint(2, 6)
+    return g.unary(
+        f"convtr k{k}",
+        lambda me: me.MinkowskiConvolutionTranspose(x.channels, cout, k, stride=2, dimension=g.dim),
+        x,
+    )
+
+
+def op_generative(g: Graph, x: Node) -> Node | None:
+    if x.stride == 1 or len(x.nat) > 400:
+        return None
+    k = g.rng.choice([2, 3])
+    return g.unary(
+        f"generative k{k}",
+        lambda me: me.MinkowskiGenerativeConvolutionTranspose(
+            x.channels, 3, k, stride=2, dimension=g.dim
+        ),
+        x,
+    )
+
+
+def op_channelwise(g: Graph, x: Node) -> Node | None:
+    k = g.rng.choice([2, 3])
+    return g.unary(
+        f"channelwise k{k}",
+        lambda me: me.MinkowskiChannelwiseConvolution(
+            x.channels, kernel_size=k, bias=True, dimension=g.dim
+        ),
+        x,
+    )
+
+
+def op_pool(g: Graph, x: Node) -> Node | None:
+    kind = g.rng.choice(["Max", "Avg", "Sum"])
+    if kind == "Max" and x.nat.F.unique().numel() != x.nat.F.numel():
+        kind = "Avg"
+    k, s = g.rng.choice([2, 3]), g.rng.choice([1, 2])
+    if x.stride * s > MAX_STRIDE:
+        s = 1
+    y = g.unary(
+        f"{kind}Pool k{k} s{s}",
+        lambda me: getattr(me, f"Minkowski{kind}Pooling")(kernel_size=k, stride=s, dimension=g.dim),
+        x,
+    )
+    if s > 1:
+        g.mark_strided(y)
+    return y
+
+
+def op_pool_transpose(g: Graph, x: Node) -> Node | None:
+    if x.stride == 1 or not g.has_finer(x):
+        return None
+    return g.unary(
+        "PoolTranspose k2",
+        lambda me: me.MinkowskiPoolingTranspose(kernel_size=2, stride=2, dimension=g.dim),
+        x,
+    )
+
+
+def op_global_broadcast(g: Graph, x: Node) -> Node | None:
+    kind = g.rng.choice(["Max", "Avg", "Sum"])
+    if kind == "Max" and x.nat.F.unique().numel() != x.nat.F.numel():
+        kind = "Avg"
+    mode = g.rng.choice(["Addition", "Multiplication", "Concatenation"])
+    if mode == "Concatenation" and 2 * x.channels > MAX_CHANNELS:
+        mode = "Addition"
+    pool = g.layer(lambda me: getattr(me, f"MinkowskiGlobal{kind}Pooling")())
+    glob = Node(pool[0](x.nat), pool[1](x.mink), f"Global{kind}")
+    g.nodes.append(glob)
+    nat, mink = g.layer(lambda me: getattr(me, f"MinkowskiBroadcast{mode}")())
+    return Node(nat(x.nat, glob.nat), mink(x.mink, glob.mink), f"Broadcast{mode}")
+
+
+def op_norm(g: Graph, x: Node) -> Node | None:
+    kind = g.rng.choice(["BatchNorm", "InstanceNorm"])
+    if kind != "BatchNorm" and len(x.nat) < 2 * 4:  # per-instance statistics need a few rows
+        kind = "BatchNorm"
+    return g.unary(kind, lambda me: getattr(me, f"Minkowski{kind}")(x.channels), x)
+
+
+NONLINEAR = [
+    "ReLU",
+    "ELU",
+    "LeakyReLU",
+    "Sigmoid",
+    "Tanh",
+    "GELU",
+    "SiLU",
+    "Softplus",
+    "CELU",
+    "SELU",
+]
+
+
+def op_nonlinearity(g: Graph, x: Node) -> Node | None:
+    kind = g.rng.choice(NONLINEAR)
+    return g.unary(kind, lambda me: getattr(me, f"Minkowski{kind}")(), x)
+
+
+def op_linear(g: Graph, x: Node) -> Node | None:
+    cout = g.rng.randint(2, 6)
+    return g.unary("Linear", lambda me: me.MinkowskiLinear(x.channels, cout, bias=True), x)
+
+
+def op_dropout_eval(g: Graph, x: Node) -> Node | None:
+    return g.unary("Dropout(eval)", lambda me: me.MinkowskiDropout(), x)
+
+
+def op_cat(g: Graph, x: Node) -> Node | None:
+    other = g.earlier(x, lambda n: same_key(n, x) and n.channels + x.channels <= MAX_CHANNELS)
+    if other is None:
+        return None
+    return Node(NATIVE.cat(x.nat, other.nat), MINK.cat(x.mink, other.mink), f"cat({other.op})")
+
+
+def op_union(g: Graph, x: Node) -> Node | None:
+    other = g.earlier(
+        x,
+        lambda n: (
+            same_manager(n, x)
+            and n.stride == x.stride
+            and n.channels == x.channels
+            and not same_key(n, x)
+        ),
+    )
+    # MinkowskiEngine 0.5.4 gives a second union at the same stride in one manager the first
+    # union's output map (wrong coordinates, or an IndexError): one union per manager and stride
+    slot = (id(x.mink.coordinate_manager), x.stride)
+    if other is None or slot in g.unions:
+        return None
+    g.unions.add(slot)
+    nat, mink = g.layer(lambda me: me.MinkowskiUnion())
+    return Node(nat(x.nat, other.nat), mink(x.mink, other.mink), f"union({other.op})")
+
+
+def op_pruning(g: Graph, x: Node) -> Node | None:
+    if len(x.nat) < 4:
+        return None
+    salt = g.rng.randrange(3)
+    nat, mink = g.layer(lambda me: me.MinkowskiPruning())
+    return Node(
+        nat(x.nat, keep_mask(x.nat, salt)), mink(x.mink, keep_mask(x.mink, salt)), "Pruning"
+    )
+
+
+def op_arithmetic(g: Graph, x: Node) -> Node | None:
+    sym = g.rng.choice(["+", "-", "*"])
+    fn: Callable[[Any, Any], Any] = {
+        "+": lambda a, b: a + b,
+        "-": lambda a, b: a - b,
+        "*": lambda a, b: a * b,
+    }[sym]
+    other = g.earlier(x, lambda n: same_key(n, x) and n.channels == x.channels)
+    if other is None or g.rng.random() < 0.3:
+        # a 0-d tensor: MinkowskiEngine's operators take a SparseTensor or a torch.Tensor only
+        scalar = torch.tensor(g.rng.uniform(0.5, 2.0), dtype=torch.float64)
+        return Node(fn(x.nat, scalar), fn(x.mink, scalar), f"{sym} {float(scalar):.2f}")
+    return Node(fn(x.nat, other.nat), fn(x.mink, other.mink), f"{sym} {other.op}")
+
+
+def op_dense_round_trip(g: Graph, x: Node) -> Node | None:
+    if x.stride != 1 or len(x.nat) > 600:
+        return None
+    outs = []
+    for me, t in ((NATIVE, x.nat), (MINK, x.mink)):
+        dense, _, _ = t.dense()
+        outs.append(me.to_sparse(dense))
+    return Node(outs[0], outs[1], "dense->to_sparse")
+
+
+OPS: dict[str, tuple[Callable[[Graph, Node], Node | None], tuple[str, ...]]] = {
+    "conv": (op_conv, ("MinkowskiConvolution",)),
+    "conv_transpose": (op_conv_transpose, ("MinkowskiConvolutionTranspose",)),
+    "generative": (op_generative, ("MinkowskiGenerativeConvolutionTranspose",)),
+    "channelwise": (op_channelwise, ("MinkowskiChannelwiseConvolution",)),
+    "pool": (op_pool, ("MinkowskiMaxPooling", "MinkowskiAvgPooling", "MinkowskiSumPooling")),
+    "pool_transpose": (op_pool_transpose, ("MinkowskiPoolingTranspose",)),
+    "global_broadcast": (
+        op_global_broadcast,
+        (
+            "MinkowskiGlobalMaxPooling",
+            "MinkowskiGlobalAvgPooling",
+            "MinkowskiGlobalSumPooling",
+            "MinkowskiBroadcastAddition",
+            "MinkowskiBroadcastMultiplication",
+            "MinkowskiBroadcastConcatenation",
+        ),
+    ),
+    "norm": (
+        op_norm,
+        ("MinkowskiBatchNorm", "MinkowskiInstanceNorm"),
+    ),
+    "nonlinearity": (op_nonlinearity, tuple(f"Minkowski{n}" for n in NONLINEAR)),
+    "linear": (op_linear, ("MinkowskiLinear",)),
+    "dropout_eval": (op_dropout_eval, ("MinkowskiDropout",)),
+    "cat": (op_cat, ("cat",)),
+    "union": (op_union, ("MinkowskiUnion",)),
+    "pruning": (op_pruning, ("MinkowskiPruning",)),
+    "arithmetic": (op_arithmetic, ("SparseTensor",)),
+    "dense_round_trip": (op_dense_round_trip, ("to_sparse",)),
+}
+AVAILABLE = {
+    k: fn
+    for k, (fn, names) in OPS.items()
+    if all(hasattr(NATIVE, n) and hasattr(MINK, n) for n in names)
+}
+LEFT_OUT = sorted(set(OPS) - set(AVAILABLE))
+
+
+# --- building and comparing ----------------------------------------------------------------------
+
+
+def random_input(dim: int, seed: int, n: int = 250, extent: int = 10, channels: int = 3):
+    g = torch.Generator().manual_seed(seed)
+    c = torch.cat(
+        [torch.randint(0, 2, (n, 1), generator=g), torch.randint(0, extent, (n, dim), generator=g)],
+        1,
+    )
+    c = torch.unique(c, dim=0).int()
+    return c, torch.randn(len(c), channels, generator=g, dtype=torch.float64)
+
+
+def build_graph(dim: int, seed: int, length: int = 20) -> tuple[Graph, torch.Tensor, torch.Tensor]:
+    coords, feats = random_input(dim, seed)
+    fn_, fm = feats.clone().requires_grad_(True), feats.clone().requires_grad_(True)
+    g = Graph(random.Random(seed), dim)
+    x = Node(NATIVE.SparseTensor(fn_, coords), MINK.SparseTensor(fm, coords), "input")
+    g.nodes.append(x)
+    applied = 0
+    while applied < length:
+        name = g.rng.choice(sorted(AVAILABLE))
+        try:
+            y = AVAILABLE[name](g, x)
+        except Exception as exc:  # name the step that failed, with the graph so far
+            trail = " -> ".join(n.op for n in g.nodes)
+            raise AssertionError(
+                f"seed {seed} D={dim}: op {name} after [{trail}] raised {exc!r}"
+            ) from exc
+        if y is None or len(y.nat) == 0:
+            continue
+        g.nodes.append(y)
+        x, applied = y, applied + 1
+    return g, fn_, fm
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-12)) if b.numel() else 0.0
+
+
+def probe(coords: torch.Tensor, channels: int) -> torch.Tensor:
+    """Loss weights that depend on a row's coordinate, not on its position."""
+    c = coords.double()
+    gen = torch.Generator().manual_seed(channels)
+    return torch.sin(
+        c @ torch.randn(c.shape[1], channels, generator=gen, dtype=torch.float64) * 0.3 + 0.1
+    )
+
+
+def compare(dim: int, seed: int) -> None:
+    g, fn_, fm = build_graph(dim, seed)
+    trail = " -> ".join(n.op for n in g.nodes)
+    where = f"seed {seed} D={dim} [{trail}]"
+    loss_n = loss_m = 0.0
+    for i, node in enumerate(g.nodes):
+        a, b = node.nat, node.mink
+        assert list(a.tensor_stride) == list(b.tensor_stride), f"node {i} {node.op} stride: {where}"
+        ca, cb = [tuple(r) for r in a.C.tolist()], [tuple(r) for r in b.C.tolist()]
+        assert len(set(ca)) == len(ca) and set(ca) == set(cb), (
+            f"node {i} {node.op}: coordinate sets differ ({len(set(ca) - set(cb))} only native, "
+            f"{len(set(cb) - set(ca))} only MinkowskiEngine): {where}"
+        )
+        rows = {c: r for r, c in enumerate(cb)}
+        order = torch.tensor([rows[c] for c in ca], dtype=torch.long)
+        err = rel_err(a.F.detach(), b.F.detach()[order])
+        assert err < REL, f"node {i} {node.op}: features differ by {err:.2e}: {where}"
+        loss_n = loss_n + (a.F * probe(a.C, a.F.shape[1])).mean()
+        loss_m = loss_m + (b.F * probe(b.C, b.F.shape[1])).mean()
+    loss_n.backward()
+    loss_m.backward()
+    assert rel_err(fn_.grad, fm.grad) < REL, (
+        f"input gradient differs by {rel_err(fn_.grad, fm.grad):.2e}: {where}"
+    )
+    assert fn_.grad.abs().sum() > 0
+    for i, (ln, lm) in enumerate(g.layers):
+        pm = dict(lm.named_parameters())
+        for name, p in ln.named_parameters():
+            q = pm[name]
+            assert (p.grad is None) == (q.grad is None), (
+                f"layer {i} {type(ln).__name__}.{name}: {where}"
+            )
+            if p.grad is not None:
+                err = rel_err(p.grad, q.grad)
+                assert err < REL, (
+                    f"layer {i} {type(ln).__name__}.{name} gradient {err:.2e}: {where}"
+                )
+
+
+def test_every_op_kind_is_drawn() -> None:
+    """Both engines have every op of the draw (a missing name would silently shrink the graphs)."""
+    assert LEFT_OUT == [], f"ops left out of the random graphs (a name is missing): {LEFT_OUT}"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_graph_3d(seed: int) -> None:
+    compare(3, seed)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_graph_4d(seed: int) -> None:
+    compare(4, 100 + seed)
