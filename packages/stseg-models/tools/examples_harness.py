@@ -133,13 +133,21 @@ class Sandbox:
         self._tmp.cleanup()
 
     @contextlib.contextmanager
-    def engine(self, modules: dict[str, types.ModuleType]) -> Iterator[None]:
-        """Within: ``MinkowskiEngine`` is `modules`; ``examples.*``/``tests.*`` import afresh."""
+    def engine(self, modules: dict[str, types.ModuleType] | None) -> Iterator[None]:
+        """Within: ``MinkowskiEngine`` is `modules` (None: the native engine through
+        `stseg_models.sparse.install_alias`, what users do); ``examples.*``/``tests.*`` import afresh.
+        """
         roots = ("examples", "tests")
         saved = {k: v for k, v in sys.modules.items() if _is_swapped(k, roots)}
         for k in saved:
             del sys.modules[k]
-        sys.modules.update(modules)
+        if modules is None:
+            from stseg_models.sparse import install_alias
+
+            if not install_alias():
+                raise RuntimeError("install_alias() refused: a real MinkowskiEngine is installed")
+        else:
+            sys.modules.update(modules)
         old_cwd, old_path = os.getcwd(), list(sys.path)
         old_retrieve = urllib.request.urlretrieve
         sys.path.insert(0, str(self.root))
@@ -152,6 +160,10 @@ class Sandbox:
         try:
             yield
         finally:
+            if modules is None:
+                from stseg_models.sparse import uninstall_alias
+
+                uninstall_alias()
             urllib.request.urlretrieve = old_retrieve
             os.chdir(old_cwd)
             sys.path[:] = old_path
