@@ -293,14 +293,8 @@ class SparseTensor:
 
     def cat_slice(self, X: Any) -> Any:
         """`slice` with the original features of `X` appended: a TensorField [N, C + C_X]."""
-        from stseg_models.sparse.field import TensorField
-
         sliced = self.slice(X)
-        return TensorField(
-            torch.cat([sliced.F, X.F], dim=1), sliced.C, coordinate_manager=sliced.coordinate_manager,
-            coordinate_field_map_key=getattr(sliced, "coordinate_field_map_key", None),
-            quantization_mode=sliced.quantization_mode,
-        )  # fmt: skip
+        return sliced._with(torch.cat([sliced.F, X.F], dim=1))
 
     def interpolate(self, X: Any) -> Any:
         """A TensorField: features at `X`'s points, through its splat map if `X` was splatted here."""
