@@ -172,7 +172,7 @@ def test_pooling_transpose_without_finer_set(dim: int, expand: bool) -> None:
         kernel_size=3, stride=2, expand_coordinates=expand, dimension=dim
     )
     y = pool(ME.SparseTensor(feats, coords, tensor_stride=2))
-    # unpooling averages the contributing inputs: sum of features / number of contributors
+    # unpooling sums the contributing inputs (MinkowskiEngine 0.5.4's kernel, measured)
     sums: dict[tuple[int, ...], torch.Tensor] = {}
     counts: dict[tuple[int, ...], int] = {}
     for row, c in enumerate(coords.tolist()):
@@ -180,7 +180,8 @@ def test_pooling_transpose_without_finer_set(dim: int, expand: bool) -> None:
             o = (c[0], *[c[i + 1] + off[i] for i in range(dim)])
             sums[o] = sums.get(o, 0) + feats[row]
             counts[o] = counts.get(o, 0) + 1
-    want = {o: sums[o] / counts[o] for o in sums}
+    want = sums
+    assert max(counts.values()) > 1  # the case where summing and averaging differ
     assert_same(as_dict(y), want)
 
 

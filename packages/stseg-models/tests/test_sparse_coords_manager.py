@@ -45,7 +45,7 @@ def test_kernel_map_dict_equals_reference(dim: int, kernel: int, stride: int) ->
             n = (o[0], *[o[i + 1] + off[i] for i in range(dim)])
             if n in src:
                 want.setdefault(k, set()).add((src[n], o_row))
-    assert set(maps) == set(want) and list(maps) == sorted(maps, reverse=True)
+    assert set(maps) == set(want) and list(maps) == sorted(maps)
     for k, pairs in maps.items():
         assert pairs.dtype == torch.int32 and pairs.shape[0] == 2
         assert set(map(tuple, pairs.t().tolist())) == want[k]

@@ -84,8 +84,8 @@ class CoordinateQueries:
         if is_pool and gen.kernel_size == gen.kernel_stride and not is_transpose:
             # MinkowskiEngine serves a kernel == stride pooling map as one stride map, index 0
             return {0: torch.cat(pairs, dim=1)} if kmap.in_idx.numel() else {}
-        # MinkowskiEngine's dict lists the offsets from the last to the first
-        return {k: pairs[k] for k in reversed(range(len(pairs))) if pairs[k].shape[1]}
+        # ascending offsets (MinkowskiEngine's dict follows its hash table: compare by key)
+        return {k: p for k, p in enumerate(pairs) if p.shape[1]}
 
     def get_kernel_map(self, *args: Any, **kwargs: Any) -> dict[int, torch.Tensor]:
         """Deprecated alias of `kernel_map` (as in MinkowskiEngine)."""

@@ -2,8 +2,10 @@
 
 Local pooling uses the same kernel maps and output coordinates as convolution. Average pooling
 divides by the number of neighbours actually present (MinkowskiEngine semantics, not the kernel
-volume). MinkowskiPoolingTranspose unpools onto the cached finer set and divides each output by
-the number of coarse inputs that contributed to it. Global pooling reduces every scene (batch
+volume). MinkowskiPoolingTranspose unpools onto the cached finer set (or the generated footprint)
+and sums the coarse inputs that reach each output: MinkowskiEngine 0.5.4's docstring says it
+divides by their number, but its kernel does not (measured with kernel size 3; with kernel size =
+stride every output has one contributor, so both readings agree). Global pooling reduces every scene (batch
 index) to one row at the origin, rows sorted by batch index.
 """
 
@@ -61,7 +63,9 @@ class MinkowskiPoolingBase(nn.Module):
             if coordinates is not None:  # outputs may lack neighbours there
                 out = _lowest_where_empty(out, kmap)
         else:
-            out = sum_pool(x.F, kmap, average=self.pooling_mode == PoolingMode.LOCAL_AVG_POOLING)
+            # MinkowskiEngine 0.5.4's unpooling sums its contributors (measured: k = 3 sums)
+            average = self.pooling_mode == PoolingMode.LOCAL_AVG_POOLING and not self.is_transpose
+            out = sum_pool(x.F, kmap, average=average)
         return SparseTensor(out, coordinate_map_key=out_key, coordinate_manager=manager)
 
     def extra_repr(self) -> str:
@@ -94,7 +98,7 @@ class MinkowskiSumPooling(MinkowskiPoolingBase):
 
 
 class MinkowskiPoolingTranspose(MinkowskiPoolingBase):
-    """Unpooling onto the cached finer coordinates, averaged over the contributing coarse rows."""
+    """Unpooling onto the cached finer coordinates: the sum of the contributing coarse rows."""
 
     is_transpose = True
     pooling_mode = PoolingMode.LOCAL_AVG_POOLING
