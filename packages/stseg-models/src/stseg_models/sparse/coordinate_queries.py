@@ -102,17 +102,25 @@ class CoordinateQueries:
 
     def origin(self) -> CoordinateMapKey:
         """Key of the origin set: one row ``(b, 0, ..., 0)`` per batch index, sorted, stride 0."""
+        return self.origin_for(torch.unique(self._batch_source()[:, 0].long()))
+
+    def origin_for(self, batch_ids: torch.Tensor) -> CoordinateMapKey:
+        """The origin set of these sorted batch indices [B], created once and shared (global
+        pooling outputs of one pass share it, so they can be concatenated)."""
         from stseg_models.sparse.coordinate_manager import CoordinateMapKey
 
-        key = CoordinateMapKey((0,) * self.D, "")
-        if key not in self._coords:
-            batch = torch.unique(self._batch_source()[:, 0].long())
-            coords = torch.zeros(
-                (batch.numel(), self.D + 1), dtype=torch.int32, device=batch.device
-            )
-            coords[:, 0] = batch.int()
-            self._coords[key] = coords
-        return key
+        coords = torch.zeros(
+            (batch_ids.numel(), self.D + 1), dtype=torch.int32, device=batch_ids.device
+        )
+        coords[:, 0] = batch_ids.to(torch.int32)
+        stride = (0,) * self.D
+        for key, existing in self._coords.items():
+            if key.tensor_stride == stride and torch.equal(existing, coords):
+                return key
+        if CoordinateMapKey(stride, "") not in self._coords:
+            self._coords[CoordinateMapKey(stride, "")] = coords
+            return CoordinateMapKey(stride, "")
+        return self.insert_unique(coords, stride, "origin")
 
     origin_field = origin  # the field manager's origin is the same per-batch set here
 

@@ -137,9 +137,7 @@ class MinkowskiGlobalPooling(nn.Module):
             if self.reduction == "avg":
                 out = out / torch.bincount(rows, minlength=b).to(feats.dtype).unsqueeze(1)
         manager = input.coordinate_manager
-        coords = torch.zeros((b, manager.D + 1), dtype=torch.int32, device=feats.device)
-        coords[:, 0] = ids.to(torch.int32)
-        key = manager.insert_unique(coords, (0,) * manager.D, "origin")
+        key = manager.origin_for(ids)  # shared per batch-index set, as MinkowskiEngine's origin
         return SparseTensor(out, coordinate_map_key=key, coordinate_manager=manager)
 
 
