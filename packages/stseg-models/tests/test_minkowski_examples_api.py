@@ -1,8 +1,8 @@
 """Every public name of MinkowskiEngine 0.5.4 exists in `stseg_models.sparse` (and its ``utils``).
 
-The lists are MinkowskiEngine 0.5.4's ``__version__`` and the names its ``__init__.py`` and ``utils/__init__.py``
-imports (os, sys, warnings and torch left out), written here so that the test needs nothing
-outside the repository. ``tools/minkowski_api_status.py`` prints the same table with each name's
+The lists are MinkowskiEngine 0.5.4's ``__version__`` and the names that its ``__init__.py`` and
+``utils/__init__.py`` import (os, sys, warnings and torch left out), written here so that the
+test needs nothing outside the repository. ``tools/minkowski_api_status.py`` prints the same table with each name's
 status and whether the compat suite checks it (the README's "MinkowskiEngine API" table).
 """
 
