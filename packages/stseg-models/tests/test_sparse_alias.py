@@ -66,6 +66,44 @@ def test_alias_resolves_package_and_submodules(alias: None) -> None:
     assert importlib.util.find_spec("stseg_models.sparse").name == "stseg_models.sparse"
 
 
+# MinkowskiEngine 0.5.4's public module-level functions and classes, per submodule (from its source)
+ME_SUBMODULE_NAMES = {
+    "MinkowskiBroadcast": ["MinkowskiBroadcastFunction", "MinkowskiBroadcastBase", "MinkowskiBroadcastAddition", "MinkowskiBroadcastMultiplication", "MinkowskiBroadcast", "MinkowskiBroadcastConcatenation"],
+    "MinkowskiChannelwiseConvolution": ["MinkowskiChannelwiseConvolution"],
+    "MinkowskiCommon": ["convert_to_int_list", "convert_to_int_tensor", "prep_args", "get_postfix", "MinkowskiModuleBase"],
+    "MinkowskiConvolution": ["MinkowskiConvolutionFunction", "MinkowskiConvolutionTransposeFunction", "MinkowskiConvolutionBase", "MinkowskiConvolution", "MinkowskiConvolutionTranspose", "MinkowskiGenerativeConvolutionTranspose"],
+    "MinkowskiCoordinateManager": ["set_coordinate_map_type", "set_gpu_allocator", "set_memory_manager_backend", "CoordsManager", "CoordinateManager"],
+    "MinkowskiFunctional": ["threshold", "relu", "hardtanh", "hardswish", "relu6", "elu", "selu", "celu", "leaky_relu", "prelu", "rrelu", "glu", "gelu", "logsigmoid", "hardshrink", "tanhshrink", "softsign", "softplus", "softmin", "softmax", "softshrink", "gumbel_softmax", "log_softmax", "tanh", "sigmoid", "hardsigmoid", "silu", "batch_norm", "normalize", "linear", "dropout", "alpha_dropout", "binary_cross_entropy", "binary_cross_entropy_with_logits", "poisson_nll_loss", "cross_entropy", "hinge_embedding_loss", "kl_div", "l1_loss", "mse_loss", "multilabel_margin_loss", "multilabel_soft_margin_loss", "multi_margin_loss", "nll_loss", "smooth_l1_loss", "soft_margin_loss"],
+    "MinkowskiInterpolation": ["MinkowskiInterpolationFunction", "MinkowskiInterpolation"],
+    "MinkowskiKernelGenerator": ["get_kernel_volume", "convert_region_type", "KernelGenerator", "KernelRegion", "save_ctx"],
+    "MinkowskiNetwork": ["MinkowskiNetwork"],
+    "MinkowskiNonlinearity": ["MinkowskiNonlinearityBase", "MinkowskiELU", "MinkowskiReLU", "MinkowskiSoftmax", "MinkowskiDropout", "MinkowskiSinusoidal"],
+    "MinkowskiNormalization": ["MinkowskiBatchNorm", "MinkowskiSyncBatchNorm", "MinkowskiInstanceNormFunction", "MinkowskiStableInstanceNorm", "MinkowskiInstanceNorm"],
+    "MinkowskiOps": ["MinkowskiLinear", "cat", "mean", "var", "dense_coordinates", "to_sparse", "to_sparse_all", "MinkowskiToSparseTensor", "MinkowskiToDenseTensor", "MinkowskiToFeature", "MinkowskiStackCat", "MinkowskiStackSum", "MinkowskiStackMean", "MinkowskiStackVar"],
+    "MinkowskiPooling": ["MinkowskiLocalPoolingFunction", "MinkowskiPoolingBase", "MinkowskiAvgPooling", "MinkowskiSumPooling", "MinkowskiMaxPooling", "MinkowskiLocalPoolingTransposeFunction", "MinkowskiPoolingTranspose", "MinkowskiGlobalPoolingFunction", "MinkowskiGlobalPooling", "MinkowskiGlobalSumPooling", "MinkowskiGlobalAvgPooling", "MinkowskiGlobalMaxPooling", "MinkowskiDirectMaxPoolingFunction"],
+    "MinkowskiPruning": ["MinkowskiPruningFunction", "MinkowskiPruning"],
+    "MinkowskiSparseTensor": ["SparseTensor"],
+    "MinkowskiTensor": ["SparseTensorOperationMode", "SparseTensorQuantizationMode", "set_sparse_tensor_operation_mode", "sparse_tensor_operation_mode", "global_coordinate_manager", "set_global_coordinate_manager", "clear_global_coordinate_manager"],
+    "MinkowskiTensorField": ["TensorField"],
+    "MinkowskiUnion": ["MinkowskiUnionFunction", "MinkowskiUnion"],
+    "diagnostics": ["parse_nvidia_smi", "print_diagnostics"],
+    "sparse_matrix_functions": ["spmm", "spmm_average", "MinkowskiSPMMFunction", "MinkowskiSPMMAverageFunction"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("submodule", sorted(ME_SUBMODULE_NAMES))
+def test_minkowski_submodules_resolve_their_names(alias: None, submodule: str) -> None:
+    module = importlib.import_module(f"MinkowskiEngine.{submodule}")
+    missing = [n for n in ME_SUBMODULE_NAMES[submodule] if not hasattr(module, n)]
+    assert not missing
+    from_import = {}
+    exec(
+        f"from MinkowskiEngine.{submodule} import {', '.join(ME_SUBMODULE_NAMES[submodule])}",
+        from_import,
+    )
+    assert all(n in from_import for n in ME_SUBMODULE_NAMES[submodule])
+
+
 def test_submodule_import_binds_on_the_alias_not_on_the_engine(alias: None) -> None:
     import MinkowskiEngine as ME
     import MinkowskiEngine.MinkowskiConvolution as conv_module

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import shutil
 import warnings
 
 import numpy as np
@@ -169,3 +170,32 @@ def test_every_plain_minkowski_name_is_exported() -> None:
     ]  # fmt: skip
     missing = [n for n in names if n not in ME.__all__ or not hasattr(ME, n)]
     assert not missing
+
+
+def test_submodule_helpers() -> None:
+    from stseg_models.sparse.common import get_postfix, prep_args
+    from stseg_models.sparse.diagnostics import parse_nvidia_smi
+    from stseg_models.sparse.gpu_settings import set_coordinate_map_type
+    from stseg_models.sparse.kernel_region import save_ctx
+
+    ts, st, ks, dl, rt = prep_args(2, [1, 2, 1], torch.IntTensor([3, 3, 3]), (1, 1, 2), CROSS, D=3)
+    assert [t.tolist() for t in (ts, st, ks, dl)] == [[2, 2, 2], [1, 2, 1], [3, 3, 3], [1, 1, 2]]
+    assert rt == 1 and all(t.dtype == torch.int32 for t in (ts, st, ks, dl))
+    with pytest.raises(SparseInputError, match="positive"):
+        prep_args(1, 1, torch.IntTensor([3, 0, 3]), 1, CUBE, D=3)
+    with pytest.raises(SparseInputError, match="dimension"):
+        prep_args(1, 1, 3, 1, CUBE)
+    assert get_postfix(torch.zeros(1)) == "CPU"
+    smi = parse_nvidia_smi()
+    assert isinstance(smi, dict) and (smi == {}) == (shutil.which("nvidia-smi") is None)
+    set_coordinate_map_type(ME.CoordinateMapType.CPU)
+    with pytest.raises(SparseInputError, match="CoordinateMapType"):
+        set_coordinate_map_type("cpu")
+
+    class Ctx:
+        pass
+
+    ctx = Ctx()
+    assert save_ctx(ctx, "gen", "in", "out", "manager") is ctx
+    assert (ctx.kernel_generator, ctx.in_coordinate_map_key) == ("gen", "in")  # type: ignore[attr-defined]
+    assert (ctx.out_coordinate_map_key, ctx.coordinate_manager) == ("out", "manager")  # type: ignore[attr-defined]

@@ -1,9 +1,12 @@
 """MinkowskiEngine 0.5.4's ``MinkowskiCommon`` helpers: argument conversion and the layer base class.
 
-`convert_to_int_list` / `convert_to_int_tensor` expand a scalar to one value per spatial axis or
+`convert_to_int_list` / `convert_to_int_tensor` (and `prep_args`, all four at once) expand a scalar to one value per spatial axis or
 check a per-axis sequence, as MinkowskiEngine's layers do with ``kernel_size``, ``stride`` and
 ``tensor_stride``. `MinkowskiModuleBase` is the (empty) `torch.nn.Module` subclass that
 MinkowskiEngine derives its layers from, so ``class MyLayer(ME.MinkowskiModuleBase)`` works.
+`get_postfix` names a tensor's device as MinkowskiEngine's backend functions do ("CPU" / "GPU").
+MinkowskiEngine's ``get_minkowski_function`` (a lookup of its C++ kernels) has no native
+counterpart.
 """
 
 from __future__ import annotations
@@ -69,3 +72,31 @@ def convert_to_int_tensor(arg: Any, dimension: int) -> torch.Tensor:
     if _is_scalar(arg) and not isinstance(arg, str):
         return torch.full((dimension,), int(arg), dtype=torch.int32)
     raise SparseInputError(f"input must be a scalar or a sequence, got {type(arg).__name__}")
+
+
+def prep_args(
+    tensor_stride: Any,
+    stride: Any,
+    kernel_size: Any,
+    dilation: Any,
+    region_type: Any,
+    D: int = -1,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """``(tensor_stride, stride, kernel_size, dilation)`` as int32 tensors [D] and ``int(region_type)``."""
+    if not isinstance(D, int) or D < 1:
+        raise SparseInputError(f"dimension must be a positive integer, {D}")
+    kernel = convert_to_int_tensor(kernel_size, D)
+    if bool((kernel <= 0).any()):
+        raise SparseInputError(f"kernel_size must be a positive integer, provided {kernel_size}")
+    return (
+        convert_to_int_tensor(tensor_stride, D),
+        convert_to_int_tensor(stride, D),
+        kernel,
+        convert_to_int_tensor(dilation, D),
+        int(region_type),
+    )
+
+
+def get_postfix(tensor: torch.Tensor) -> str:
+    """ "GPU" for a CUDA tensor, else "CPU" (MinkowskiEngine's backend-function suffix)."""
+    return "GPU" if tensor.is_cuda else "CPU"

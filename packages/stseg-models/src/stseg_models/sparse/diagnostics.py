@@ -10,6 +10,8 @@ it runs wherever PyTorch runs, so these functions describe the PyTorch it runs o
   of PyTorch (MinkowskiEngine's CPU build answers -1 too).
 * `get_gpu_memory_info(device=None)` -- ``(free, total)`` bytes of the current CUDA device,
   ``(0, 0)`` without CUDA.
+* `parse_nvidia_smi()` -- ``{key: value}`` of ``nvidia-smi -q`` (empty without nvidia-smi;
+  MinkowskiEngine raises FileNotFoundError there).
 * `print_diagnostics()` -- system, PyTorch, NVIDIA driver, compiler and engine versions, for bug
   reports.
 """
@@ -69,15 +71,27 @@ def _run(command: list[str]) -> str:
     return (done.stdout or done.stderr).strip()
 
 
+def parse_nvidia_smi() -> dict[str, str]:
+    """Every ``key : value`` line of ``nvidia-smi -q`` as a dict; {} when nvidia-smi is absent."""
+    if shutil.which("nvidia-smi") is None:
+        return {}
+    out: dict[str, str] = {}
+    for line in _run(["nvidia-smi", "-q"]).splitlines():
+        if line.count(":") == 1:
+            key, value = (part.strip() for part in line.split(":"))
+            out[key] = value
+    return out
+
+
 def diagnostics_text() -> str:
     """The report `print_diagnostics` prints, as one string (sections as MinkowskiEngine's)."""
     lines = ["==========System==========", platform.platform(), sys.version]
     lines += ["==========Pytorch==========", torch.__version__]
     lines.append(f"torch.cuda.is_available(): {torch.cuda.is_available()}")
     lines.append("==========NVIDIA-SMI==========")
-    smi = _run(["nvidia-smi", "-q"])
-    versions = [ln.strip() for ln in smi.splitlines() if "version" in ln.lower() and ":" in ln]
-    lines += versions or [smi.splitlines()[0] if smi else "nvidia-smi: no output"]
+    smi = parse_nvidia_smi()
+    versions = [f"{k} {v}" for k, v in smi.items() if "version" in k.lower()]
+    lines += versions or ["nvidia-smi: not found or no version lines"]
     lines += ["==========NVCC==========", _run(["nvcc", "--version"])]
     compiler = _run(["c++", "--version"]).splitlines()
     lines += ["==========CC==========", compiler[0] if compiler else "c++: no output"]

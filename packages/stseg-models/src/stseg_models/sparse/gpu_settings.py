@@ -1,10 +1,11 @@
-"""MinkowskiEngine 0.5.4's memory-allocator settings and its retired `CoordsManager` name.
+"""MinkowskiEngine 0.5.4's allocator / coordinate-map settings and its retired `CoordsManager` name.
 
 MinkowskiEngine lets a program choose between PyTorch's caching allocator and raw ``cudaMalloc``
 for the temporary buffers of its CUDA kernels. The native engine allocates every buffer as a
 PyTorch tensor, so it always uses PyTorch's allocator: `set_gpu_allocator` and its deprecated alias
 `set_memory_manager_backend` check their argument as MinkowskiEngine does and change nothing
-(no global state is kept).
+(no global state is kept). `set_coordinate_map_type` likewise: native coordinates always live on
+the device of their features.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import warnings
 from typing import Any, NoReturn
 
 from stseg_models.sparse.errors import SparseInputError
-from stseg_models.sparse.modes import GPUMemoryAllocatorType
+from stseg_models.sparse.modes import CoordinateMapType, GPUMemoryAllocatorType
 
 
 def set_gpu_allocator(backend: GPUMemoryAllocatorType) -> None:
@@ -25,6 +26,14 @@ def set_gpu_allocator(backend: GPUMemoryAllocatorType) -> None:
     if not isinstance(backend, GPUMemoryAllocatorType):
         raise SparseInputError(
             f"set_gpu_allocator expects a GPUMemoryAllocatorType, got {backend!r}"
+        )
+
+
+def set_coordinate_map_type(coordinate_map_type: CoordinateMapType) -> None:
+    """Accepted no-op: native coordinates follow their features' device (CPU or CUDA)."""
+    if not isinstance(coordinate_map_type, CoordinateMapType):
+        raise SparseInputError(
+            f"set_coordinate_map_type expects a CoordinateMapType, got {coordinate_map_type!r}"
         )
 
 

@@ -18,6 +18,8 @@ These are the functions of ``MinkowskiKernelGenerator`` that user code calls dir
 * `KernelRegion` -- the named tuple ``(kernel_size, kernel_stride, kernel_dilation, region_type,
   offset, D)`` with scalars expanded to per-axis lists (MinkowskiEngine 0.5.4's constructor raises
   TypeError on any call; this one builds the tuple its code describes).
+* `save_ctx(ctx, kernel_generator, in_key, out_key, manager)` -- stores the four on an autograd
+  context under MinkowskiEngine's attribute names and returns it.
 """
 
 from __future__ import annotations
@@ -186,3 +188,18 @@ class KernelRegion(_KernelRegionFields):
             f"kernel_size:{self.kernel_size}, kernel_stride:{self.kernel_stride}, "
             f"region_type:{self.region_type}"
         )
+
+
+def save_ctx(
+    ctx: Any,
+    kernel_generator: Any,
+    in_coords_key: Any,
+    out_coords_key: Any,
+    coordinate_manager: Any,
+) -> Any:
+    """Store a layer's kernel, coordinate keys and manager on an autograd `ctx`; return `ctx`."""
+    ctx.kernel_generator = kernel_generator
+    ctx.in_coordinate_map_key = in_coords_key
+    ctx.out_coordinate_map_key = out_coords_key
+    ctx.coordinate_manager = coordinate_manager
+    return ctx
