@@ -234,3 +234,25 @@ def test_utils_is_the_top_level_module() -> None:
         "kaiming_normal_", "ravel_hash_vec", "sparse_collate", "sparse_quantize", "summary",
         "unique_coordinate_map",
     }  # fmt: skip
+
+
+@pytest.mark.gpu
+def test_sparse_quantize_on_cuda_equals_cpu() -> None:
+    coords = torch.from_numpy(make_points(13, 500, batched=True, integer=False))
+    feats = torch.randn(500, 3)
+    cpu = sparse_quantize(
+        coords, feats, quantization_size=0.5, return_index=True, return_inverse=True
+    )
+    gpu = sparse_quantize(
+        coords.cuda(),
+        feats,
+        quantization_size=0.5,
+        return_index=True,
+        return_inverse=True,
+        device="cuda",
+    )
+    assert (
+        gpu[0].device.type == "cuda" and gpu[1].device.type == "cpu"
+    )  # features stay where they are
+    for a, b in zip(cpu, gpu, strict=True):
+        assert torch.equal(a, b.cpu())
