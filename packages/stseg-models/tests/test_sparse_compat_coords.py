@@ -153,6 +153,22 @@ def test_pooling_transpose_on_tensor_created_at_stride_two(dim: int, expand: boo
     )
 
 
+def test_transpose_lands_on_the_default_key() -> None:
+    """Any input id: the transposed output is the (finer stride, "") set when it exists."""
+    got = {}
+    for me in (NATIVE, MINK):
+        a = me.SparseTensor(torch.ones(3, 1), torch.IntTensor([[0, 0, 0], [0, 1, 1], [0, 3, 2]]))
+        b = me.SparseTensor(
+            torch.ones(2, 1),
+            torch.IntTensor([[0, 9, 9], [0, 11, 11]]),
+            coordinate_manager=a.coordinate_manager,
+        )
+        pooled = me.MinkowskiAvgPooling(kernel_size=2, stride=2, dimension=2)(b)
+        up = me.MinkowskiConvolutionTranspose(1, 1, kernel_size=2, stride=2, dimension=2)(pooled)
+        got[me] = (up.C.tolist(), up.coordinate_map_key.get_key())
+    assert got[NATIVE] == got[MINK]
+
+
 def test_transpose_reuses_an_existing_finer_set() -> None:
     for me in (NATIVE, MINK):
         a = me.SparseTensor(torch.ones(3, 1), torch.IntTensor([[0, 0, 0], [0, 1, 1], [0, 3, 2]]))

@@ -194,3 +194,22 @@ def test_generated_rows_follow_input_then_kernel_order() -> None:
     assert y.C.tolist() == [
         [0, 2, 0], [0, 3, 0], [0, 2, 1], [0, 3, 1], [0, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 1],
     ]  # fmt: skip
+
+
+def test_transpose_lands_on_the_default_key_of_the_finer_stride() -> None:
+    """MinkowskiEngine's rule: the set keyed (finer stride, "") whatever the input's own id."""
+    a = ME.SparseTensor(torch.ones(3, 1), torch.IntTensor([[0, 0, 0], [0, 1, 1], [0, 3, 2]]))
+    b = ME.SparseTensor(
+        torch.ones(2, 1),
+        torch.IntTensor([[0, 9, 9], [0, 11, 11]]),
+        coordinate_manager=a.coordinate_manager,
+    )
+    assert b.coordinate_map_key.string_id != ""
+    pooled = ME.MinkowskiAvgPooling(kernel_size=2, stride=2, dimension=2)(b)
+    assert pooled.coordinate_map_key.string_id == b.coordinate_map_key.string_id
+    up = ME.MinkowskiConvolutionTranspose(1, 1, kernel_size=2, stride=2, dimension=2)(pooled)
+    assert up.coordinate_map_key == a.coordinate_map_key
+    # a TensorField's key does not take the sparse default key: its U-Net skips still align
+    field = ME.TensorField(torch.ones(2, 1), torch.tensor([[0, 0.5, 0.5], [0, 2.5, 2.5]]))
+    x = field.sparse()
+    assert x.coordinate_map_key == ME.CoordinateMapKey([1, 1], "")

@@ -144,7 +144,9 @@ class MinkowskiConvolutionBase(nn.Module):
         self.dimension = self.kernel_generator.dimension
         self.in_channels, self.out_channels = in_channels, out_channels
         volume = self.kernel_generator.kernel_volume
-        shape = (volume, in_channels, out_channels) if volume > 1 else (in_channels, out_channels)
+        # MinkowskiEngine keeps [in, out] only for its matrix-multiply case (size 1, stride 1)
+        pointwise = volume == 1 and all(s == 1 for s in self.kernel_generator.kernel_stride)
+        shape = (in_channels, out_channels) if pointwise else (volume, in_channels, out_channels)
         self.kernel = nn.Parameter(torch.empty(shape))
         self.bias = nn.Parameter(torch.empty(1, out_channels)) if bias else None
         self.reset_parameters()

@@ -111,10 +111,14 @@ class CoordinateManager(CoordinateQueries):
         self._fields: dict[CoordinateMapKey, torch.Tensor] = {}
 
     # -- coordinate sets ------------------------------------------------------------------------
-    def _new_key(self, tensor_stride: tuple[int, ...], string_id: str) -> CoordinateMapKey:
+    def _new_key(
+        self, tensor_stride: tuple[int, ...], string_id: str, field: bool = False
+    ) -> CoordinateMapKey:
+        """A free key (sets and fields are separate namespaces, as in MinkowskiEngine)."""
+        taken = self._fields if field else self._coords
         key = CoordinateMapKey(tensor_stride, string_id)
         n = 1
-        while key in self._coords or key in self._fields:
+        while key in taken:
             key = CoordinateMapKey(tensor_stride, f"{string_id}_{n}")
             n += 1
         return key
@@ -156,8 +160,8 @@ class CoordinateManager(CoordinateQueries):
             ) from None
 
     def size(self, key: CoordinateMapKey) -> int:
-        """Number of rows of a set (or of a field)."""
-        if key in self._fields:
+        """Number of rows of a set (or, if no set has the key, of a field)."""
+        if key not in self._coords and key in self._fields:
             return int(self._fields[key].shape[0])
         return int(self.get_coordinates(key).shape[0])
 
@@ -257,25 +261,30 @@ class CoordinateManager(CoordinateQueries):
     ) -> CoordinateMapKey:
         """Finer set at ``key.tensor_stride / stride`` for a transposed convolution or unpooling.
 
-        The set `key` was strided from if any, else a set at that stride (same string id first),
-        else (MinkowskiEngine's fallback, needs `generator`) the kernel footprint of every input
-        coordinate at the finer stride, which later transposes to that stride then reuse.
+        MinkowskiEngine 0.5.4's rule (measured): the set keyed ``(finer stride, "")`` whatever the
+        input's string id; if there is none, the kernel footprint of every input coordinate at the
+        finer stride (needs `generator`), inserted under that key so later transposes reuse it. A
+        U-Net built from a tensor with the default id lands on the sets of its way down, so skip
+        connections align row for row. Without a generator (engine-internal callers) and no such
+        set, the set `key` was strided from, or any set at the finer stride, is used.
         """
         if all(s == 1 for s in stride):
             return key
         target = self.transpose_stride(key, stride)
+        default = CoordinateMapKey(target, "")
+        if default in self._coords:
+            return default
+        if generator is not None:
+            return self.expand(key, generator, target)
         for (source, _step), strided in self._strided.items():  # the set this one came from, if any
-            if strided == key and source.tensor_stride == tuple(target):
+            if strided == key and source.tensor_stride == target:
                 return source
-        candidates = [k for k in self._coords if k.tensor_stride == tuple(target)]
-        preferred = [k for k in candidates if k.string_id == key.string_id]
-        if preferred or candidates:
-            return (preferred or candidates)[0]
-        if generator is None:
-            raise SparseInputError(
-                f"no coordinates at tensor stride {target} in this coordinate manager"
-            )
-        return self.expand(key, generator, target)
+        candidates = [k for k in self._coords if k.tensor_stride == target]
+        if candidates:
+            return candidates[0]
+        raise SparseInputError(
+            f"no coordinates at tensor stride {target} in this coordinate manager"
+        )
 
     # -- kernel maps -----------------------------------------------------------------------------
     def kernel_map_for(

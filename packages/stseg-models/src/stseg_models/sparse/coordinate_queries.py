@@ -41,7 +41,7 @@ class CoordinateQueries:
         def get_coordinates(self, key: Any) -> torch.Tensor: ...
         def _get_coordinate_map_key(self, key: Any) -> CoordinateMapKey: ...
         def insert_unique(self, coords: torch.Tensor, tensor_stride: Sequence[int], string_id: str = "") -> CoordinateMapKey: ...  # fmt: skip
-        def _new_key(self, tensor_stride: tuple[int, ...], string_id: str) -> CoordinateMapKey: ...  # fmt: skip
+        def _new_key(self, tensor_stride: tuple[int, ...], string_id: str, field: bool = False) -> CoordinateMapKey: ...  # fmt: skip
         def kernel_map_for(self, in_key: CoordinateMapKey, out_key: CoordinateMapKey, generator: KernelGenerator, is_transpose: bool = False) -> KernelMap: ...  # fmt: skip
 
     # -- kernel maps -----------------------------------------------------------------------------
@@ -199,7 +199,7 @@ class CoordinateQueries:
         """Register continuous coordinates [N, 1+D] (kept as given); returns their field key."""
         from stseg_models.sparse.coordinate_manager import as_stride
 
-        key = self._new_key(as_stride(tensor_stride, self.D), string_id)
+        key = self._new_key(as_stride(tensor_stride, self.D), string_id, field=True)
         self._fields[key] = coordinates
         return key
 
