@@ -11,7 +11,8 @@ Ops: convolution (random kernel 1-3, stride 1-2, dilation 1-2, bias), transposed
 (onto the cached finer coordinates), generative transposed convolution, channel-wise convolution,
 max / average / sum pooling, pooling transpose, global max / average / sum pooling followed by
 broadcast addition, multiplication or concatenation, batch / instance norm,
-ten non-linearities, linear, dropout in eval, ``cat``, ``MinkowskiUnion``, ``MinkowskiPruning``
+25 non-linearities, linear, dropout and alpha dropout in eval, ``cat``, ``MinkowskiUnion``,
+``MinkowskiPruning``
 (a coordinate-keyed mask), ``+ - *`` of two tensors on one coordinate key and with a scalar, and
 ``dense()`` -> ``to_sparse`` round trips (stride 1). An op whose name either engine lacks is left
 out of the draw and reported in ``LEFT_OUT``. Not drawn: ops whose input is not a SparseTensor
@@ -109,7 +110,7 @@ class Graph:
         mink.load_state_dict(nat.state_dict())
         for m in (nat, mink):
             m.train()
-            if "Dropout" in type(m).__name__:
+            if "Dropout" in type(m).__name__ or "RReLU" in type(m).__name__:
                 m.eval()
         self.layers.append((nat, mink))
         return nat, mink
@@ -232,7 +233,7 @@ def op_pool_transpose(g: Graph, x: Node) -> Node | None:
 
 
 def op_global_broadcast(g: Graph, x: Node) -> Node | None:
-    kind = g.rng.choice(["Max", "Avg", "Sum"])
+    kind = g.rng.choice(["Max", "Avg", "Sum", ""])  # "": MinkowskiGlobalPooling (its default mode)
     if kind == "Max" and x.nat.F.unique().numel() != x.nat.F.numel():
         kind = "Avg"
     mode = g.rng.choice(["Addition", "Multiplication", "Concatenation"])
@@ -252,23 +253,24 @@ def op_norm(g: Graph, x: Node) -> Node | None:
     return g.unary(kind, lambda me: getattr(me, f"Minkowski{kind}")(x.channels), x)
 
 
-NONLINEAR = [
-    "ReLU",
-    "ELU",
-    "LeakyReLU",
-    "Sigmoid",
-    "Tanh",
-    "GELU",
-    "SiLU",
-    "Softplus",
-    "CELU",
-    "SELU",
-]
+# name -> constructor arguments; RReLU runs in eval (its training slopes are random)
+NONLINEAR: dict[str, dict[str, Any]] = {
+    "MinkowskiReLU": {}, "MinkowskiELU": {}, "MinkowskiLeakyReLU": {}, "MinkowskiSigmoid": {},
+    "MinkowskiTanh": {}, "MinkowskiGELU": {}, "MinkowskiSiLU": {}, "MinkowskiSoftplus": {},
+    "MinkowskiCELU": {}, "MinkowskiSELU": {}, "MinkowskiReLU6": {}, "MinkowskiPReLU": {},
+    "MinkowskiRReLU": {}, "MinkowskiHardshrink": {}, "MinkowskiHardsigmoid": {},
+    "MinkowskiHardtanh": {}, "MinkowskiHardswish": {}, "MinkowskiLogSigmoid": {},
+    "MinkowskiSoftshrink": {}, "MinkowskiSoftsign": {}, "MinkowskiTanhshrink": {},
+    "MinkowskiThreshold": {"threshold": 0.1, "value": -0.5}, "MinkowskiSoftmax": {"dim": 1},
+    "MinkowskiSoftmin": {"dim": 1}, "MinkowskiLogSoftmax": {"dim": 1},
+}  # fmt: skip
 
 
 def op_nonlinearity(g: Graph, x: Node) -> Node | None:
-    kind = g.rng.choice(NONLINEAR)
-    return g.unary(kind, lambda me: getattr(me, f"Minkowski{kind}")(), x)
+    kind = g.rng.choice(sorted(NONLINEAR))
+    return g.unary(
+        kind.removeprefix("Minkowski"), lambda me: getattr(me, kind)(**NONLINEAR[kind]), x
+    )
 
 
 def op_linear(g: Graph, x: Node) -> Node | None:
@@ -277,7 +279,8 @@ def op_linear(g: Graph, x: Node) -> Node | None:
 
 
 def op_dropout_eval(g: Graph, x: Node) -> Node | None:
-    return g.unary("Dropout(eval)", lambda me: me.MinkowskiDropout(), x)
+    kind = g.rng.choice(["MinkowskiDropout", "MinkowskiAlphaDropout"])
+    return g.unary(f"{kind.removeprefix('Minkowski')}(eval)", lambda me: getattr(me, kind)(), x)
 
 
 def op_cat(g: Graph, x: Node) -> Node | None:
@@ -355,6 +358,7 @@ OPS: dict[str, tuple[Callable[[Graph, Node], Node | None], tuple[str, ...]]] = {
             "MinkowskiGlobalMaxPooling",
             "MinkowskiGlobalAvgPooling",
             "MinkowskiGlobalSumPooling",
+            "MinkowskiGlobalPooling",
             "MinkowskiBroadcastAddition",
             "MinkowskiBroadcastMultiplication",
             "MinkowskiBroadcastConcatenation",
@@ -364,9 +368,9 @@ OPS: dict[str, tuple[Callable[[Graph, Node], Node | None], tuple[str, ...]]] = {
         op_norm,
         ("MinkowskiBatchNorm", "MinkowskiInstanceNorm"),
     ),
-    "nonlinearity": (op_nonlinearity, tuple(f"Minkowski{n}" for n in NONLINEAR)),
+    "nonlinearity": (op_nonlinearity, tuple(NONLINEAR)),
     "linear": (op_linear, ("MinkowskiLinear",)),
-    "dropout_eval": (op_dropout_eval, ("MinkowskiDropout",)),
+    "dropout_eval": (op_dropout_eval, ("MinkowskiDropout", "MinkowskiAlphaDropout")),
     "cat": (op_cat, ("cat",)),
     "union": (op_union, ("MinkowskiUnion",)),
     "pruning": (op_pruning, ("MinkowskiPruning",)),
