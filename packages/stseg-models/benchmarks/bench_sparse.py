@@ -538,15 +538,17 @@ def compare(
     table = []
     native = [r for r in results if r["engine"] == "native"]
     for r in native:
-        me = next(
-            (
+
+        def find(engine: str, r: dict[str, Any] = r) -> dict[str, Any] | None:
+            key = (r["section"], r["mode"], r["device"])
+            match = (
                 x
                 for x in results
-                if x["engine"] == "minkowski"
-                and (x["section"], x["mode"], x["device"]) == (r["section"], r["mode"], r["device"])
-            ),
-            None,
-        )
+                if x["engine"] == engine and (x["section"], x["mode"], x["device"]) == key
+            )
+            return next(match, None)
+
+        me, blas1 = find("minkowski"), find("minkowski_blas1")
         section_floor = floors.get(r["device"], {}).get(r["section"], {})
         floor, floor_cpu = section_floor.get(r["mode"]), section_floor.get(f"{r['mode']}_cpu")
         entry: dict[str, Any] = {
@@ -568,6 +570,11 @@ def compare(
             if floor_cpu and me
             else None,
         }
+        if blas1 is not None:  # MinkowskiEngine with one OpenBLAS thread; and the faster of both
+            best = min(x["median_s"] for x in (me, blas1) if x is not None)
+            entry["minkowski_blas1_s"] = round(blas1["median_s"], 4)
+            entry["minkowski_blas1_cpu_s"] = round(blas1["cpu_s"], 4)
+            entry["speedup_vs_minkowski_best"] = round(best / r["median_s"], 2)
         table.append(entry)
     return table
 
@@ -580,15 +587,16 @@ def print_table(table: list[dict[str, Any]]) -> None:
 
     print(
         "\n| section | mode | native s | ME s | ME / native | floor s | native / floor | ME / floor "
-        "| ME / native (cpu s) | native / floor (cpu s) |"
+        "| ME / native (cpu s) | native / floor (cpu s) | ME 1 BLAS thread s | best ME / native |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for e in table:
         print(
             f"| {e['section']} ({e['device']}) | {e['mode']} | {f(e['native_s'])} | "
             f"{f(e['minkowski_s'])} | {f(e['speedup_vs_minkowski'], 2)} | {f(e['gemm_floor_s'])} | "
             f"{f(e['native_x_floor'], 2)} | {f(e['minkowski_x_floor'], 2)} | "
-            f"{f(e['speedup_vs_minkowski_cpu'], 2)} | {f(e['native_x_floor_cpu'], 2)} |"
+            f"{f(e['speedup_vs_minkowski_cpu'], 2)} | {f(e['native_x_floor_cpu'], 2)} | "
+            f"{f(e.get('minkowski_blas1_s'))} | {f(e.get('speedup_vs_minkowski_best'), 2)} |"
         )
 
 
@@ -604,20 +612,35 @@ def set_threads(threads: int) -> dict[str, Any]:
     }
 
 
-def openblas_threads() -> int | None:
-    """Threads of the OpenBLAS loaded in this process (MinkowskiEngine's GEMMs), if one is loaded."""
+def _openblas(name: str) -> Any:
+    """A function of the OpenBLAS loaded in this process (MinkowskiEngine's GEMMs), or None."""
     import ctypes
 
     try:
         with open("/proc/self/maps") as fh:
             libs = {line.split()[-1] for line in fh if "openblas" in line.lower() and "/" in line}
         for lib in sorted(libs):
-            fn = getattr(ctypes.CDLL(lib), "openblas_get_num_threads", None)
+            fn = getattr(ctypes.CDLL(lib), name, None)
             if fn is not None:
-                return int(fn())
+                return fn
     except OSError:
         return None
     return None
+
+
+def openblas_threads() -> int | None:
+    """Threads of the loaded OpenBLAS, if one is loaded."""
+    fn = _openblas("openblas_get_num_threads")
+    return int(fn()) if fn is not None else None
+
+
+def set_openblas_threads(threads: int) -> bool:
+    """Resize the loaded OpenBLAS's thread pool; False when there is none to resize."""
+    fn = _openblas("openblas_set_num_threads")
+    if fn is None:
+        return False
+    fn(threads)
+    return openblas_threads() == threads
 
 
 def max_rel_error(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -686,6 +709,10 @@ def main() -> None:
             me_error = str(exc)
             print(f"MinkowskiEngine not available: {exc}")
     threads["openblas_loaded"] = openblas_threads()
+    if "minkowski" in engines and args.threads > 1 and set_openblas_threads(args.threads):
+        # MinkowskiEngine's GEMMs use OpenBLAS's own thread pool beside torch's OpenMP pool; both
+        # busy-wait, so on few cores ME can run faster with one OpenBLAS thread: time that too
+        engines.append("minkowski_blas1")
     from stseg_data.atomic import atomic_write
 
     if args.memory_only:
@@ -719,11 +746,14 @@ def main() -> None:
     for device in devices:
         floor = Floor(device, amp_dtype or torch.float32)
         for engine in engines:
-            if engine == "minkowski" and device != "cpu":
+            if engine.startswith("minkowski") and device != "cpu":
                 continue  # the project's MinkowskiEngine build is CPU-only
             from stseg_models.sparse.backend import import_minkowski
 
             me = NATIVE if engine == "native" else import_minkowski()
+            if engine.startswith("minkowski"):
+                # as its users run it: OpenBLAS with as many threads as torch; then with one
+                set_openblas_threads(1 if engine == "minkowski_blas1" else args.threads)
             outs = outputs.setdefault(f"{engine}-{device}", {})
             rows, layer_pairs = bench_layers(
                 me, engine, coords, device, repeats, weights, outs, amp_dtype
@@ -742,7 +772,9 @@ def main() -> None:
         checks = max_rel_error(outputs["native-cpu"], outputs["minkowski-cpu"])
     network_mem: dict[str, float | None] = {}
     if not (args.quick or args.no_memory) and "cpu" in devices:
-        network_mem = {e: network_memory(e, scale, args.threads) for e in engines}
+        network_mem = {
+            e: network_memory(e, scale, args.threads) for e in engines if e != "minkowski_blas1"
+        }
         print(
             f"Res16UNet34C training step peak RSS growth, fresh process each (MiB): {network_mem}"
         )
