@@ -199,6 +199,24 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session
+def run(session: nox.Session) -> None:
+    """One of the project's commands in a venv with every package: `nox -s run -- stseg-models ...`.
+
+    The console scripts (`stseg-models`, `stseg-viz`, `stseg-train`, ...) live inside a virtual
+    environment, not on the user's PATH; this session installs the packages once (the venv is
+    reused afterwards) and runs the command given after `--` there, from the repository root.
+    """
+    scripts = _console_scripts()
+    if not session.posargs or session.posargs[0] not in scripts:
+        session.error(
+            "name a command after `--`, e.g. `nox -s run -- stseg-models predict SCENE --weights W`;"
+            f" commands: {', '.join(sorted(scripts))}"
+        )
+    install_packages(session)
+    session.run(*session.posargs)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks of every package (tables on stdout, JSON under bench-results/)."""
     install_packages(session)
@@ -227,9 +245,10 @@ def _cuda_torch(session: nox.Session) -> list[str]:
 
 @nox.session(venv_params=["--system-site-packages"])
 def gpu(session: nox.Session) -> None:
-    """The GPU check in one call (NVIDIA GPU; about 5 min after the install): CUDA tests, engine
-    benchmark in fp32 and under bf16/fp16 autocast, a Res16UNet34C training step at batch 4;
-    every figure and the peak GPU memory in bench-results/gpu_check.json (or the path after `--`).
+    """GPU check in one call: CUDA tests, engine benchmark (fp32, bf16, fp16), batch-4 training step.
+
+    About 5 minutes on an NVIDIA GPU after the install. Every figure and the peak GPU memory go
+    to bench-results/gpu_check.json (or the path given after `--`).
 
     Torch: a CUDA build already importable here (the venv sees the system's site packages) is
     used as it is; otherwise `STSEG_GPU_TORCH` (default `torch==2.13.0`: PyPI's Linux x86-64 wheel

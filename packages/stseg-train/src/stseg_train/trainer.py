@@ -37,6 +37,7 @@ from stseg_train.distributed import (
 )
 from stseg_train.errors import NonFiniteError, TrainInputError, TrainRuntimeError
 from stseg_train.faults import inject_fault
+from stseg_train.heap import release_free_heap
 from stseg_train.loss import batch_loss, check_labels
 from stseg_train.monitor import Monitor
 from stseg_train.optim import build_optimizer, build_scheduler
@@ -96,6 +97,8 @@ class Trainer:
         self.last_names: list[str] = []
         self.recent_losses: collections.deque[tuple[int, float]] = collections.deque(maxlen=1000)
         self.recent_times: collections.deque[float] = collections.deque(maxlen=1000)
+        # glibc keeps freed activations resident in its heap: trim every N steps (0 = never)
+        self.heap_trim_every = int(config.extra.get("heap_trim_every", 1))
 
     # ---- state --------------------------------------------------------------------------
     def restore(self, payload: dict[str, Any]) -> None:
@@ -352,6 +355,8 @@ class Trainer:
             while self.state.iteration < stop_at:
                 tic = time.perf_counter()
                 stats = self.step(stream)
+                if self.heap_trim_every and self.state.iteration % self.heap_trim_every == 0:
+                    release_free_heap()  # RSS stays flat instead of growing (see stseg_train.heap)
                 inject_fault("exit", self.ctx.rank, self.state.iteration)
                 stats["lr"] = float(self.scheduler.get_last_lr()[0])
                 stats["time"] = time.perf_counter() - tic
