@@ -54,19 +54,17 @@ def _grouping(
 
 
 @main.command()
-@click.option(
-    "--data", required=True, type=click.Path(exists=True), help="SSEN scene file or folder."
-)
+@click.option("--data", type=click.Path(exists=True), default=None,
+              help="SSEN scene file or folder (a resumed run keeps its own unless given).")  # fmt: skip
 @click.option("--semantic-weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Semantic checkpoint to initialise the backbone from.")  # fmt: skip
-@click.option("--out", required=True, type=click.Path(), help="Run folder.")
-@click.option("--recipe", type=click.Choice(["ssen", "synthetic-cpu"]), default="ssen",
-              show_default=True,
-              help="ssen: the original (Mink16UNet34C, 2 cm, Adam 1e-4, batch 8, 60k iterations); "
-                   "synthetic-cpu: 20 CPU minutes on synthetic scenes (Res16UNet14F, 5 cm, Adam "
-                   "1e-3, batch 2, 700 iterations). Options below override the recipe.")  # fmt: skip
+@click.option("--out", type=click.Path(), default=None, help="Run folder (must not exist).")
+@click.option("--recipe", type=click.Choice(["ssen", "synthetic-cpu"]), default=None,
+              help="ssen (default): the original (Mink16UNet34C, 2 cm, Adam 1e-4, batch 8, 60k "
+                   "iterations); synthetic-cpu: 20 CPU minutes on synthetic scenes (Res16UNet14F, "
+                   "5 cm, Adam 1e-3, batch 2, 700 iterations). Options below override the recipe.")  # fmt: skip
 @click.option("--model", default=None, help="Registry backbone (recipe: Mink16UNet34C).")
-@click.option("--embedding-dim", type=int, default=8, show_default=True)
+@click.option("--embedding-dim", type=int, default=None, help="Embedding size (default 8).")
 @click.option("--max-iter", type=int, default=None, help="Iterations (recipe: 60000).")
 @click.option("--batch-size", type=int, default=None, help="Scenes per step (recipe: 8).")
 @click.option("--lr", type=float, default=None, help="Adam learning rate (recipe: 1e-4).")
@@ -74,19 +72,24 @@ def _grouping(
 @click.option("--voxel-size", type=float, default=None, help="Metres (recipe: 0.02).")
 @click.option("--gpus", type=int, default=0, help="Processes on GPUs (torch.distributed, NCCL).")
 @click.option("--procs", type=int, default=0, help="CPU processes (gloo).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out.")
+@click.option("--resume", is_flag=False, flag_value="", default=None, metavar="[RUN]",
+              help="Continue RUN (or, bare, the run in --out) from its newest valid checkpoint, "
+                   "with its saved settings; options given now override them (e.g. --max-iter).")  # fmt: skip
+@click.option("--restart-from-scratch", is_flag=True,
+              help="With --resume: start over when no checkpoint of the run is valid.")  # fmt: skip
 def train(data, semantic_weights, out, recipe, model, embedding_dim, max_iter, batch_size, lr,
-          save_freq, voxel_size, gpus, procs, resume) -> None:  # fmt: skip
+          save_freq, voxel_size, gpus, procs, resume, restart_from_scratch) -> None:  # fmt: skip
     """Train the embedding network (through stseg-train's trainer)."""
-    from ssen_instance.train import ssen_config, train_instance
+    from ssen_instance.train import command_config, train_instance
 
-    config = ssen_config(
-        data, out, recipe=recipe, semantic_weights=semantic_weights, embedding_dim=embedding_dim,
-        model=model, max_iter=max_iter, batch_size=batch_size, lr=lr, save_freq=save_freq,
-        voxel_size=voxel_size,
+    config, resuming = command_config(
+        data=data, out=out, resume=resume, recipe=recipe, semantic_weights=semantic_weights,
+        embedding_dim=embedding_dim, model=model, max_iter=max_iter, batch_size=batch_size, lr=lr,
+        save_freq=save_freq, voxel_size=voxel_size,
     )  # fmt: skip
-    train_instance(config, gpus=gpus, procs=procs, resume=resume)
-    click.echo(f"instance checkpoint: {out}/instance.pt")
+    train_instance(config, gpus=gpus, procs=procs, resume=resuming,
+                   restart_from_scratch=restart_from_scratch)  # fmt: skip
+    click.echo(f"instance checkpoint: {config.out}/instance.pt")
 
 
 @main.command("eval")

@@ -43,7 +43,7 @@ from ssen_instance.scenes import list_scene_files
 from stseg_train.config import TrainConfig, validate
 from stseg_train.distributed import DistContext, check_gpus, launch
 from stseg_train.faults import inject_fault
-from stseg_train.run import prepare_run_dir
+from stseg_train.run import load_run_config, prepare_run_dir
 from stseg_train.run import worker as run_worker
 from stseg_train.trainer import Components, Trainer, TrainState
 
@@ -200,8 +200,98 @@ def ssen_config(
     return config
 
 
+def resume_config(
+    run: str | os.PathLike[str],
+    *,
+    data: str | os.PathLike[str] | None = None,
+    recipe: str | None = None,
+    semantic_weights: str | os.PathLike[str] | None = None,
+    embedding_dim: int | None = None,
+    **overrides: Any,
+) -> TrainConfig:
+    """The saved config of run `run`, with the options given now (not None) on top.
+
+    The run's recipe, scene files, model and every other setting carry over, so `--resume RUN`
+    alone continues exactly; `--max-iter` etc. change what they name. `data` lists the scene files
+    again (moved data). A folder without a run, or a run of another task, raises.
+    """
+    config = load_run_config(Path(run))
+    if config.extra.get("task") != TASK:
+        raise InstanceInputError(
+            f"--resume {run}: not an ssen-instance run (a semantic run? continue it with "
+            f"`stseg-train {config.dataset} --resume {run}`)"
+        )
+    saved_recipe = config.extra.get("recipe")
+    if recipe is not None and recipe != saved_recipe:
+        raise InstanceInputError(f"--recipe {recipe}: the run {run} uses recipe {saved_recipe!r}")
+    if embedding_dim is not None and embedding_dim != config.num_classes:
+        raise InstanceInputError(
+            f"--embedding-dim {embedding_dim}: the run {run} has {config.num_classes} dimensions"
+        )
+    extra = dict(config.extra)
+    if data is not None:
+        extra["train_files"] = [str(f.resolve()) for f in list_scene_files(data)]
+        config.data = str(data)
+    if semantic_weights is not None:
+        extra["semantic_weights"] = str(semantic_weights)
+    config.extra = extra
+    config.out = str(run)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if not hasattr(config, key):
+            raise InstanceInputError(f"unknown training setting {key!r}")
+        setattr(config, key, value)
+    config.val_freq = max(config.val_freq, config.max_iter + 1)
+    validate(config)
+    return config
+
+
+def command_config(
+    *,
+    data: str | os.PathLike[str] | None,
+    out: str | os.PathLike[str] | None,
+    resume: str | None = None,
+    recipe: str | None = None,
+    semantic_weights: str | os.PathLike[str] | None = None,
+    embedding_dim: int | None = None,
+    **overrides: Any,
+) -> tuple[TrainConfig, bool]:
+    """How `ssen-instance train`'s `--data`, `--out` and `--resume` combine: (config, resuming).
+
+    `resume` None: a new run of `recipe` (default `ssen`) needs `data` and `out`. `resume` "" (the
+    bare flag) continues the run in `out`; `resume` RUN continues RUN (`out`, if given, must name
+    the same folder); see `resume_config`.
+    """
+    if resume is None:
+        if data is None or out is None:
+            raise InstanceInputError(
+                "a new run needs --data and --out (continue an existing run with --resume RUN)"
+            )
+        config = ssen_config(
+            data, out, recipe=recipe or "ssen", semantic_weights=semantic_weights,
+            embedding_dim=EMBEDDING_DIM if embedding_dim is None else embedding_dim, **overrides,
+        )  # fmt: skip
+        return config, False
+    if resume and out is not None and Path(out) != Path(resume):
+        raise InstanceInputError(f"--resume {resume} and --out {out} name different runs")
+    run = resume or out
+    if not run:
+        raise InstanceInputError("--resume needs the run folder: --resume RUN (or --out RUN)")
+    config = resume_config(
+        run, data=data, recipe=recipe, semantic_weights=semantic_weights,
+        embedding_dim=embedding_dim, **overrides,
+    )  # fmt: skip
+    return config, True
+
+
 def train_instance(
-    config: TrainConfig, *, gpus: int = 0, procs: int = 0, resume: bool = False
+    config: TrainConfig,
+    *,
+    gpus: int = 0,
+    procs: int = 0,
+    resume: bool = False,
+    restart_from_scratch: bool = False,
 ) -> TrainState | None:
     """Run SSEN training (in this process, or `gpus` / `procs` spawned processes)."""
     if gpus and procs:
@@ -211,6 +301,6 @@ def train_instance(
     prepare_run_dir(config, resume=resume)
     nprocs = gpus or procs
     if nprocs > 1 and "WORLD_SIZE" not in os.environ:
-        launch(worker, (config, resume), nprocs)
+        launch(worker, (config, resume, restart_from_scratch), nprocs)
         return None
-    return worker(config, resume)
+    return worker(config, resume, restart_from_scratch)

@@ -110,11 +110,20 @@ class BatchStream:
 
     def _open(self) -> Iterator[Any]:
         start = self.position
+        # A loader draws its workers' base seed when an iterator starts. From the process's global
+        # generator that draw would happen once in an uninterrupted run but once more at every
+        # resume, so the global RNG state (saved in checkpoints, used by any random op in a model)
+        # would differ after a resume. A private generator keyed by the start position keeps the
+        # global state untouched.
+        generator = torch.Generator().manual_seed(
+            sample_seed(self.seed, start.epoch, start.batch) + self.rank
+        )
         loader = DataLoader(
             self.dataset,
             batch_sampler=_Endless(lambda: self._plans(start)),
             collate_fn=self.collate,
             num_workers=self.num_workers,
+            generator=generator,
         )
         return iter(loader)
 

@@ -28,6 +28,7 @@ import torch
 
 from stseg_data.atomic import atomic_write
 from stseg_train.errors import CheckpointError, NonFiniteError
+from stseg_train.faults import inject_fault
 
 SCHEMA_VERSION = 1
 REQUIRED_KEYS = frozenset(
@@ -65,11 +66,15 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+def save_checkpoint(
+    path: str | Path, payload: dict[str, Any], *, midway: Callable[[], None] | None = None
+) -> Path:
     """Write `payload` atomically to `path` and its sha256 sidecar; refuse non-finite parameters.
 
     Raises NonFiniteError (nothing written) if any model tensor is NaN/inf, and
     StsegRuntimeError (previous file intact) if the disk is full or the write fails.
+    `midway` is called with half of the bytes written to the temporary file (the fault-injection
+    point of the kill-during-write tests).
     """
     path = Path(path)
     bad = nonfinite_tensors(payload["state_dict"])
@@ -82,8 +87,13 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     torch.save({**payload, "train_schema_version": SCHEMA_VERSION}, buffer)
     blob = buffer.getvalue()
     digest = hashlib.sha256(blob).hexdigest()
+    half = len(blob) // 2
     with atomic_write(path, "wb") as handle:
-        handle.write(blob)
+        handle.write(blob[:half])
+        if midway is not None:
+            handle.flush()
+            midway()
+        handle.write(blob[half:])
     with atomic_write(sidecar_path(path), "w") as handle:
         handle.write(f"{digest}  {path.name}\n")
     return path
@@ -148,7 +158,11 @@ class CheckpointManager:
 
     def save(self, iteration: int, payload: dict[str, Any]) -> Path:
         """Write `iter_<iteration>.pth`, then prune periodic ones beyond `keep_last`."""
-        path = save_checkpoint(self.folder / f"iter_{iteration:08d}.pth", payload)
+        path = save_checkpoint(
+            self.folder / f"iter_{iteration:08d}.pth",
+            payload,
+            midway=lambda: inject_fault("hang-write", 0, iteration),
+        )
         self._prune()
         return path
 
@@ -163,6 +177,15 @@ class CheckpointManager:
                 sidecar_path(path).unlink(missing_ok=True)
             except OSError as error:  # pruning is housekeeping: never fail training for it
                 log.warning("could not delete old checkpoint %s: %s", path, error)
+
+    def remove_partial(self) -> list[Path]:
+        """Delete temporary files a killed write left behind (`.<name>.<random>.tmp`)."""
+        if not self.folder.is_dir():
+            return []
+        stale = [p for p in self.folder.iterdir() if p.name.startswith(".") and p.suffix == ".tmp"]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
 
     def has_any(self) -> bool:
         return bool(self.periodic()) or (self.folder / "final.pth").is_file()

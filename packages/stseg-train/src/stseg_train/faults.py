@@ -2,17 +2,24 @@
 
 `STSEG_TRAIN_FAULT="kind:rank:iteration[,kind:rank:iteration...]"` with kind one of
 `nan` (the loss of that step becomes NaN), `oom` (a `torch.OutOfMemoryError` in that step's
-forward), `exit` (the process calls `os._exit(13)` after that step). `rank` may be `*`.
+forward), `exit` (the process calls `os._exit(13)` after that step), `hang` (the process blocks
+for ever once the periodic checkpoint of that iteration is on disk, with its sidecar) or
+`hang-write` (it blocks halfway through writing that checkpoint's bytes, before the rename).
+`rank` may be `*`. A hanging process first prints one line, `HANG_MARKER ...`, to stderr, so a test
+can wait for it and then `kill -9` the process at a known point instead of guessing a time.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import time
 from typing import TypeVar
 
 import torch
 
 T = TypeVar("T")
+HANG_MARKER = "stseg-train fault: hanging"
 
 
 def _matches(kind: str, rank: int, iteration: int) -> bool:
@@ -37,4 +44,12 @@ def inject_fault(kind: str, rank: int, iteration: int, value: T | None = None) -
         raise torch.OutOfMemoryError(f"injected out-of-memory at iteration {iteration}")
     if kind == "exit":
         os._exit(13)
+    if kind in ("hang", "hang-write"):
+        _hang(f"{HANG_MARKER} ({kind}) at iteration {iteration}, pid {os.getpid()}")
     return value
+
+
+def _hang(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+    while True:  # until the test kills the process
+        time.sleep(3600)

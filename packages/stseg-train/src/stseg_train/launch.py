@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from stseg_train.config import resolve_config
 from stseg_train.errors import TrainInputError
-from stseg_train.run import CONFIG_NAME, run_summary, train
+from stseg_train.run import CONFIG_NAME, load_run_config, run_summary, train
 
 
 def train_command(
@@ -37,10 +36,14 @@ def train_command(
     run = resume or out or f"runs/{dataset}"
     base = None
     if resume:
-        saved = Path(resume) / CONFIG_NAME
-        if not saved.is_file():
+        if not (Path(resume) / CONFIG_NAME).is_file():
             raise TrainInputError(f"--resume {resume}: not a training run (no {CONFIG_NAME})")
-        base = json.loads(saved.read_text())
+        base = load_run_config(resume).to_dict()
+        task = base["extra"].get("task")
+        if task:  # e.g. ssen-instance's embedding runs: their own command knows their data
+            raise TrainInputError(
+                f"--resume {resume}: a {task} run; continue it with `{task} train --resume {resume}`"
+            )
     if weights is not None and not Path(weights).is_file():
         raise TrainInputError(f"--weights {weights}: file not found")
     options = {

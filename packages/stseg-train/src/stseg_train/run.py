@@ -62,6 +62,8 @@ def prepare_run_dir(config: TrainConfig, *, resume: bool) -> TrainConfig:
             raise TrainInputError(
                 f"--resume {run}: this command's config differs from the run's: " + "; ".join(diff)
             )
+        for stale in CheckpointManager(run / "checkpoints").remove_partial():
+            log.info("removed %s, left by a write that was interrupted", stale)
     run.mkdir(parents=True, exist_ok=True)
     with atomic_write(saved_path, "w") as handle:
         json.dump(config.to_dict(), handle, indent=2, sort_keys=True)
@@ -73,7 +75,13 @@ def load_run_config(run: str | Path) -> TrainConfig:
     path = Path(run) / CONFIG_NAME
     if not path.is_file():
         raise TrainInputError(f"{run}: not a training run (no {CONFIG_NAME})")
-    return config_from_dict(json.loads(path.read_text()))
+    try:
+        saved = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise TrainInputError(f"{path}: unreadable run config ({error})") from None
+    if not isinstance(saved, dict):
+        raise TrainInputError(f"{path}: not a run config (top level is not a mapping)")
+    return config_from_dict(saved)
 
 
 def worker(
@@ -114,6 +122,8 @@ def worker(
             trainer.restore(payload)
             if ctx.is_main:
                 log.info("resumed from %s at iteration %d", path, trainer.state.iteration)
+        elif ctx.is_main:
+            log.info("--resume %s: no checkpoint written yet; starting at iteration 0", config.out)
     return trainer.fit(until)
 
 

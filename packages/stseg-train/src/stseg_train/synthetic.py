@@ -32,6 +32,23 @@ from stseg_train.run import launch_training, prepare_run_dir
 log = logging.getLogger("stseg_train")
 
 
+ROOT_KEY = "synthetic_data_root"  # config.extra: the folder holding raw/ and prepared/
+
+
+def synthetic_data_root(config: TrainConfig) -> Path:
+    """The synthetic data folder (raw/, prepared/, synthetic.json) of `config`.
+
+    `config.data` names that folder on the command line (default `<out>/data`), but a run trains on
+    its `prepared/` subfolder and saves that path as `data` in its config.json, with the folder
+    itself under `extra[ROOT_KEY]`. A resumed run starts from the saved config, so a `data` equal to
+    `<extra[ROOT_KEY]>/prepared` means "the run's own data"; anything else is a `--data` given now.
+    """
+    saved = config.extra.get(ROOT_KEY)
+    if saved and Path(config.data) == Path(saved) / "prepared":
+        return Path(saved)
+    return Path(config.data) if config.data else Path(config.out) / "data"
+
+
 def make_synthetic_dataset(root: Path, scenes: int, seed: int) -> Path:
     """Raw synthetic ScanNet under root/raw and its preprocessed form under root/prepared."""
     from stseg_data.preprocess import preprocess
@@ -40,20 +57,27 @@ def make_synthetic_dataset(root: Path, scenes: int, seed: int) -> Path:
     raw, prepared = root / "raw", root / "prepared"
     marker = root / "synthetic.json"
     wanted = {"scenes": scenes, "seed": seed}
-    if marker.is_file() and json.loads(marker.read_text()) == wanted:
-        if (prepared / "train.txt").is_file():
+    found = json.loads(marker.read_text()) if marker.is_file() else None
+    if isinstance(found, dict) and {key: found.get(key) for key in wanted} == wanted:
+        # markers of older versions have no "complete": they were written only when complete
+        if found.get("complete", True) and (prepared / "train.txt").is_file():
             log.info("synthetic data: reusing %s", prepared)
             return prepared
+        log.info("synthetic data: %s was interrupted while being written; writing it again", root)
     elif root.is_dir() and any(root.iterdir()):
         raise TrainInputError(
             f"--data {root}: folder holds something other than synthetic data of "
             f"{scenes} scenes with seed {seed}; choose another folder"
         )
     tic = time.perf_counter()
+    # The marker is written first, so a run killed while generating knows the folder is its own
+    # and regenerates it (same names, overwritten) instead of refusing it on --resume.
+    with atomic_write(marker, "w") as handle:
+        json.dump({**wanted, "complete": False}, handle)
     write_synthetic("scannet", raw, scenes, seed=seed)
     preprocess("scannet", raw, prepared, workers=min(2, os.cpu_count() or 1))
     with atomic_write(marker, "w") as handle:
-        json.dump(wanted, handle)
+        json.dump({**wanted, "complete": True}, handle)
     log.info("synthetic data: %d scenes in %.0f s", scenes, time.perf_counter() - tic)
     return prepared
 
@@ -109,8 +133,9 @@ def run_synthetic(
     if not config.out:
         raise TrainInputError("no run directory: pass --out RUN")
     run = Path(config.out)
-    data_root = Path(config.data) if config.data else run / "data"
-    config = dataclasses.replace(config, data=str(data_root / "prepared"))
+    data_root = synthetic_data_root(config)
+    extra = {**config.extra, ROOT_KEY: str(data_root)}
+    config = dataclasses.replace(config, data=str(data_root / "prepared"), extra=extra)
     prepare_run_dir(config, resume=resume)
     tic = time.perf_counter()
     scenes = config.synthetic_train_scenes + config.synthetic_val_scenes

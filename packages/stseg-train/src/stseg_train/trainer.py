@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from stseg_data.atomic import atomic_write
+from stseg_data.errors import StsegRuntimeError
 from stseg_train import __version__
 from stseg_train.batches import BatchStream, Position
 from stseg_train.checkpoint import CheckpointManager
@@ -131,6 +132,15 @@ class Trainer:
             oom_skips=int(trainer_state.get("oom_skips", 0)),
             empty_skips=int(trainer_state.get("empty_skips", 0)),
         )
+        self.state.last_metrics = payload.get("metrics") or None
+        # The loss history is part of the final checkpoint: carry it over so that a resumed run's
+        # checkpoints equal an uninterrupted run's (step times are measurements, not state).
+        self.recent_losses.clear()
+        self.recent_losses.extend(
+            (int(i), float(loss)) for i, loss in trainer_state.get("recent_losses", [])
+        )
+        self.recent_times.clear()
+        self.recent_times.extend(float(t) for t in trainer_state.get("recent_step_seconds", []))
         rngs = payload["rng"]
         if len(rngs) == self.ctx.world_size:
             restore_rng_state(rngs[self.ctx.rank])
@@ -182,11 +192,28 @@ class Trainer:
         """Rank 0 writes (periodic, or `name`); every rank then meets at a barrier."""
         payload = self.payload()
         if self.ctx.is_main:
-            if name is None:
-                self.checkpoints.save(self.state.iteration, payload)
-            else:
-                self.checkpoints.save_named(name, payload)
+            try:
+                if name is None:
+                    self.checkpoints.save(self.state.iteration, payload)
+                else:
+                    self.checkpoints.save_named(name, payload)
+            except NonFiniteError:
+                raise
+            except StsegRuntimeError as error:  # disk full, file too large, I/O error
+                raise TrainRuntimeError(self._unsaved_message(name, error)) from error
         barrier(self.ctx)
+
+    def _unsaved_message(self, name: str | None, error: Exception) -> str:
+        """One line: which checkpoint failed, why, and what a `--resume` would continue from."""
+        newest = self.checkpoints.periodic()
+        where = (
+            f"the newest intact checkpoint is {newest[0][1].name} (iteration {newest[0][0]}); "
+            f"free space and continue with --resume {self.run_dir}"
+            if newest
+            else "no earlier checkpoint exists"
+        )
+        what = f"{name}.pth" if name else f"the checkpoint of iteration {self.state.iteration}"
+        return f"could not save {what}: {error}; {where}"
 
     # ---- one step -----------------------------------------------------------------------
     def _forward_backward(self, batch: dict[str, Any]) -> tuple[float, int, int]:
@@ -376,6 +403,7 @@ class Trainer:
                     self._evaluate(monitor)
                 if it % config.save_freq == 0 or it == stop_at:
                     self.save()
+                    inject_fault("hang", self.ctx.rank, it)
             if self.state.iteration >= config.max_iter:
                 self.save("final")
                 self._write_metrics()
