@@ -9,7 +9,8 @@ deletion (`git show REV:path` into a temporary package `stseg_data_old`), so thi
 checkout; without one only the new reader is timed. plyfile's own ASCII reader (which the new
 reader does not use for tables) is timed on a smaller file for reference.
 
-Each figure is the median of R runs, with the min and max: the machine may be shared.
+Each figure is the median of R runs, with the min and max; old and new take turns in every round
+(the machine may be shared).
 """
 
 from __future__ import annotations
@@ -60,14 +61,18 @@ def load_old_reader(folder: Path):
     return importlib.import_module("stseg_data_old.ply")
 
 
-def timings(fn, repeats: int) -> dict:
-    values = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        values.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(values), "min_s": min(values), "max_s": max(values),
-            "runs_s": values}  # fmt: skip
+def timings(fns: dict, repeats: int) -> dict:
+    """{name: {median_s, min_s, max_s, runs_s}}; the functions take turns in every round, so a
+    burst of load from other processes on a shared machine hits them alike."""
+    values: dict = {name: [] for name in fns}
+    for round_ in range(repeats):
+        order = list(fns) if round_ % 2 == 0 else list(fns)[::-1]
+        for name in order:
+            start = time.perf_counter()
+            fns[name]()
+            values[name].append(time.perf_counter() - start)
+    return {name: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v),
+                   "runs_s": v} for name, v in values.items()}  # fmt: skip
 
 
 def write_scene(folder: Path, n: int, binary: bool) -> Path:
@@ -92,11 +97,13 @@ def compare(name: str, path: Path, old, repeats: int) -> dict:
         ("read_ply", read_ply, old and old.read_ply),
         ("read_ply_elements", read_ply_elements, old and old.read_ply_elements),
     ):
-        entry: dict = {"new": timings(functools.partial(new_fn, path), repeats)}
+        fns = {"new": functools.partial(new_fn, path)}
+        if old_fn is not None:
+            fns["old"] = functools.partial(old_fn, path)
+        entry: dict = timings(fns, repeats)
         if old_fn is not None:
             if what == "read_ply":
                 entry["same_result"] = same_cloud(read_ply(path), old_fn(path))
-            entry["old"] = timings(functools.partial(old_fn, path), repeats)
             entry["new_over_old"] = entry["new"]["median_s"] / entry["old"]["median_s"]
         result[what] = entry
     return result
@@ -126,7 +133,7 @@ def main() -> None:
         small = write_scene(folder, min(n, 200_000), binary=False)
         report["plyfile_own_ascii_reader"] = {
             "points": min(n, 200_000),
-            **timings(lambda: plyfile.PlyData.read(str(small)), 1),
+            **timings({"plyfile": lambda: plyfile.PlyData.read(str(small))}, 1)["plyfile"],
         }
     print(json.dumps(report, indent=2))
     if args.json:
