@@ -26,6 +26,12 @@ Semantics (identical to MinkowskiEngine 0.5.4 unless noted):
 to use, chosen by argument or ``$STSEG_SPARSE_BACKEND`` (default ``native``).
 """
 
+# The rest of MinkowskiEngine 0.5.4's public API, one aggregator module per area; their names are
+# appended to __all__ below.
+from stseg_models.sparse import _api_coords, _api_ops, _api_utils
+from stseg_models.sparse._api_coords import *  # noqa: F403
+from stseg_models.sparse._api_ops import *  # noqa: F403
+from stseg_models.sparse._api_utils import *  # noqa: F403
 from stseg_models.sparse.backend import (
     BackendInfo,
     backend_name,
@@ -64,13 +70,6 @@ from stseg_models.sparse.pooling import (
     MinkowskiSumPooling,
 )
 from stseg_models.sparse.tensor import SparseTensor
-
-# The rest of MinkowskiEngine 0.5.4's public API, one aggregator module per area; their names are
-# appended to __all__ below.
-from stseg_models.sparse import _api_coords, _api_ops, _api_utils
-from stseg_models.sparse._api_coords import *  # noqa: F403
-from stseg_models.sparse._api_ops import *  # noqa: F403
-from stseg_models.sparse._api_utils import *  # noqa: F403
 
 __version__ = "0.5.4+stseg"
 BACKEND = "native"
