@@ -237,7 +237,9 @@ def test_interpolation(dim: int, stride: int) -> None:
     assert imn.dtype == imm.dtype and omn.dtype == omm.dtype and wn.dtype == wm.dtype
     triples = lambda i, o, w: sorted(zip(i.tolist(), o.tolist(), [round(v, 9) for v in w.tolist()]))  # noqa: E731
     assert triples(imn, omn, wn) == triples(imm, omm, wm)
-    if dim == 3:  # one thread: MinkowskiEngine lists pairs corner-major, as the native engine
+    # On one OpenMP thread MinkowskiEngine lists pairs corner-major, as the native engine does; with
+    # more threads its order depends on scheduling, so only the pair sets above are defined.
+    if dim == 3 and os.environ.get("OMP_NUM_THREADS") == "1":
         assert imn.tolist() == imm.tolist() and omn.tolist() == omm.tolist()
 
 
