@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -15,12 +16,30 @@ from ssen_instance.evaluate import InstanceMetrics, encode_gt_ids, evaluate_inst
 from ssen_instance.export import to_nyu40, write_scannet_instances
 from ssen_instance.grouping import GroupingConfig
 from ssen_instance.inference import InstanceSegmenter, ScenePrediction
-from ssen_instance.scenes import list_scene_files, read_ssen_scene, scene_name
+from ssen_instance.scenes import SsenScene, list_scene_files, read_ssen_scene, scene_name
 from stseg_data.atomic import atomic_write
 from stseg_data.io import read_scene
 from stseg_data.labels import scannet20_to_nyu40
 
 log = logging.getLogger(__name__)
+
+# Where evaluation takes each scene's semantics from: the semantic network's pass ("predict"),
+# the file's stored prediction column ("stored") or its ground-truth column ("gt"). "gt" isolates
+# what the embeddings and the clustering lose from what the semantic network loses.
+SemanticSource = Literal["predict", "stored", "gt"]
+SEMANTIC_SOURCES: tuple[str, ...] = ("predict", "stored", "gt")
+
+
+def scene_semantic(scene: SsenScene, source: SemanticSource) -> np.ndarray | None:
+    """int64 [N] training ids (255 ignore) of `scene` from `source`; None for "predict" (the
+    segmenter runs its semantic network)."""
+    if source not in SEMANTIC_SOURCES:
+        raise InstanceInputError(
+            f"unknown semantic source {source!r}; choose one of {', '.join(SEMANTIC_SOURCES)}"
+        )
+    if source == "predict":
+        return None
+    return np.asarray(scene.predicted if source == "stored" else scene.semantic, np.int64)
 
 
 def _check_aligned(pred: ScenePrediction, n: int, where: str) -> None:
@@ -62,17 +81,22 @@ def evaluate_path(
     *,
     out: str | os.PathLike[str] | None = None,
     stored_semantic: bool = False,
+    semantic: SemanticSource | None = None,
 ) -> InstanceMetrics:
     """ScanNet instance AP over SSEN scene files (one file or a folder).
 
-    stored_semantic: use each file's predicted-semantic column instead of the semantic pass.
+    semantic: where each scene's semantics come from (`SemanticSource`; default "predict", or
+    "stored" when `stored_semantic`, which is kept as the older spelling of "stored").
     With `out`, writes `out/metrics.json` and the predictions in the benchmark format.
     """
+    source: SemanticSource = semantic or ("stored" if stored_semantic else "predict")
+    if stored_semantic and source != "stored":
+        raise InstanceInputError(f"stored_semantic=True contradicts semantic={semantic!r}")
     pairs = []
     times = []
     for path in list_scene_files(data):
         scene = read_ssen_scene(path)
-        pred = segmenter.predict(scene.xyz, scene.rgb, scene.predicted if stored_semantic else None)
+        pred = segmenter.predict(scene.xyz, scene.rgb, scene_semantic(scene, source))
         _check_aligned(pred, len(scene), str(path))
         instances = to_nyu40(pred.instances)
         if out is not None:
@@ -90,6 +114,7 @@ def evaluate_path(
             stage: float(np.mean([getattr(t, stage) for t in times]))
             for stage in ("semantic", "embedding", "clustering", "export")
         }
+        summary["semantic_source"] = source
         summary["clustering"] = {
             "strategy": segmenter.grouping.strategy,
             "score": segmenter.grouping.score,
