@@ -43,7 +43,7 @@ from ssen_instance.scenes import list_scene_files
 from stseg_train.config import TrainConfig, validate
 from stseg_train.distributed import DistContext, check_gpus, launch
 from stseg_train.faults import inject_fault
-from stseg_train.run import load_run_config, prepare_run_dir
+from stseg_train.run import CONFIG_NAME, load_run_config, prepare_run_dir
 from stseg_train.run import worker as run_worker
 from stseg_train.trainer import Components, Trainer, TrainState
 
@@ -215,6 +215,8 @@ def resume_config(
     alone continues exactly; `--max-iter` etc. change what they name. `data` lists the scene files
     again (moved data). A folder without a run, or a run of another task, raises.
     """
+    if not (Path(run) / CONFIG_NAME).is_file():  # the message names the option, as stseg-train's
+        raise InstanceInputError(f"--resume {run}: not a training run (no {CONFIG_NAME})")
     config = load_run_config(Path(run))
     if config.extra.get("task") != TASK:
         raise InstanceInputError(
