@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from stseg_models.sparse.common import MinkowskiModuleBase
 from stseg_models.sparse.coordinate_manager import CoordinateManager, CoordinateMapKey
 from stseg_models.sparse.errors import SparseInputError
 from stseg_models.sparse.hashing import lookup
@@ -95,7 +96,7 @@ def _check_pair(layer: nn.Module, input: Any, input_glob: Any) -> None:
     same_manager([input, input_glob], type(layer).__name__)
 
 
-class MinkowskiBroadcastBase(nn.Module):
+class MinkowskiBroadcastBase(MinkowskiModuleBase):
     """Elementwise op between each row and its scene's global row (`operation_type`)."""
 
     def __init__(self, operation_type: BroadcastMode) -> None:

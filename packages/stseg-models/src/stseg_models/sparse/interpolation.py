@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import nn
 
+from stseg_models.sparse.common import MinkowskiModuleBase
 from stseg_models.sparse.errors import SparseInputError
 from stseg_models.sparse.hashing import lookup
 
@@ -91,7 +91,7 @@ class MinkowskiInterpolationFunction(torch.autograd.Function):
         return grad, None, None, None
 
 
-class MinkowskiInterpolation(nn.Module):
+class MinkowskiInterpolation(MinkowskiModuleBase):
     """Sample n-linearly interpolated features of a SparseTensor at points [M, 1+D].
 
     Returns the features [M, C]; with ``return_kernel_map`` also ``(in_map, out_map)``, with

@@ -13,12 +13,13 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from stseg_models.sparse.common import MinkowskiModuleBase
 from stseg_models.sparse.errors import SparseInputError
 from stseg_models.sparse.validation import check_channels
 from stseg_models.sparse.wrap import require_sparse_like, rewrap
 
 
-class MinkowskiNonlinearityBase(nn.Module):
+class MinkowskiNonlinearityBase(MinkowskiModuleBase):
     """Apply ``MODULE(*args, **kwargs)`` to the features."""
 
     MODULE: ClassVar[type[nn.Module]]
@@ -127,7 +128,7 @@ class MinkowskiLinear(nn.Module):
         return f"{type(self).__name__}({self.linear.in_features}, {self.linear.out_features}, bias={self.linear.bias is not None})"
 
 
-class MinkowskiSinusoidal(nn.Module):
+class MinkowskiSinusoidal(MinkowskiModuleBase):
     """``sin(x @ kernel + bias) * coef`` on the features; ``kernel`` [in, out], ``bias`` and
     ``coef`` [1, out], all initialised uniform in [0, 1) as in MinkowskiEngine 0.5.4."""
 

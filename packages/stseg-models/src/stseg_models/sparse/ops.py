@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import nn
 
+from stseg_models.sparse.common import MinkowskiModuleBase
 from stseg_models.sparse.errors import SparseInputError
 from stseg_models.sparse.field import TensorField
 from stseg_models.sparse.nonlinearity import MinkowskiLinear
@@ -106,7 +106,7 @@ def to_sparse_all(dense_tensor: torch.Tensor, coordinates: torch.Tensor | None =
     return SparseTensor(feats, coordinates.to(x.device), device=x.device)
 
 
-class MinkowskiToSparseTensor(nn.Module):
+class MinkowskiToSparseTensor(MinkowskiModuleBase):
     """Dense [B, C, *spatial] tensor or TensorField -> SparseTensor.
 
     ``remove_zeros=True`` keeps the non-zero sites (`to_sparse`); ``remove_zeros=False`` keeps
@@ -138,7 +138,7 @@ class MinkowskiToSparseTensor(nn.Module):
         return f"{type(self).__name__}()"
 
 
-class MinkowskiToDenseTensor(nn.Module):
+class MinkowskiToDenseTensor(MinkowskiModuleBase):
     """SparseTensor -> dense [B, C, *spatial] tensor (`SparseTensor.dense`, optional fixed `shape`)."""
 
     def __init__(self, shape: torch.Size | None = None) -> None:
@@ -157,7 +157,7 @@ class MinkowskiToDenseTensor(nn.Module):
         return f"{type(self).__name__}()"
 
 
-class MinkowskiToFeature(nn.Module):
+class MinkowskiToFeature(MinkowskiModuleBase):
     """SparseTensor or TensorField -> its feature matrix [N, C] (e.g. before an ``nn.Linear``)."""
 
     def forward(self, x: Any) -> torch.Tensor:

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import nn
 
+from stseg_models.sparse.common import MinkowskiModuleBase
 from stseg_models.sparse.conv import check_input, layer_output_key, output_key, resolve_generator
 from stseg_models.sparse.kernel import KernelGenerator
 from stseg_models.sparse.kernel_map import KernelMap
@@ -26,7 +26,7 @@ from stseg_models.sparse.tensor import SparseTensor
 from stseg_models.sparse.wrap import batch_index, require_sparse_like
 
 
-class MinkowskiPoolingBase(nn.Module):
+class MinkowskiPoolingBase(MinkowskiModuleBase):
     """Shared kernel handling; subclasses choose `pooling_mode`."""
 
     is_transpose = False
@@ -117,7 +117,7 @@ class MinkowskiPoolingTranspose(MinkowskiPoolingBase):
             self.kernel_generator.expand_coordinates = bool(expand_coordinates)
 
 
-class MinkowskiGlobalPooling(nn.Module):
+class MinkowskiGlobalPooling(MinkowskiModuleBase):
     """Reduce each scene to one row at the origin (average by default)."""
 
     reduction = "avg"

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
+from stseg_models.sparse.common import MinkowskiModuleBase
 from stseg_models.sparse.coordinate_manager import CoordinateManager, CoordinateMapKey
 from stseg_models.sparse.errors import SparseInputError
 from stseg_models.sparse.hashing import lookup
@@ -113,7 +113,7 @@ class _PruneRows(torch.autograd.Function):
         return _backward(ctx, grad_out), None
 
 
-class MinkowskiPruning(nn.Module):
+class MinkowskiPruning(MinkowskiModuleBase):
     """``forward(input, mask)``: the rows of `input` where ``mask`` [N] is True, in input order."""
 
     def forward(self, input: SparseTensor, mask: torch.Tensor) -> SparseTensor:
