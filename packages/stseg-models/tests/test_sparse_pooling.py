@@ -121,3 +121,29 @@ def test_global_pooling_values() -> None:
     assert avg.F.flatten().tolist() == [5.0, 2.0]
     assert ME.MinkowskiGlobalMaxPooling()(x).F.flatten().tolist() == [9.0, 3.0]
     assert ME.MinkowskiGlobalSumPooling()(x).F.flatten().tolist() == [15.0, 4.0]
+
+
+def test_global_pooling_mode_picks_the_reduction() -> None:
+    """MinkowskiEngine 0.5.4: the reduction is the one `mode` names, whichever class holds it;
+    each class's default mode is its PYTORCH_INDEX variant."""
+    coords = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 2, 2], [0, 3, 3]], dtype=torch.int32)
+    x = ME.SparseTensor(torch.tensor([[1.0], [2.0], [3.0], [4.0]]), coords)
+    P = ME.PoolingMode
+    expect = {"SUM": [6.0, 4.0], "AVG": [3.0, 2.0], "MAX": [4.0, 3.0]}
+    for kind, values in expect.items():
+        for variant in ("DEFAULT", "KERNEL", "PYTORCH_INDEX"):
+            mode = P[f"GLOBAL_{kind}_POOLING_{variant}"]
+            for cls in (ME.MinkowskiGlobalPooling, ME.MinkowskiGlobalMaxPooling):
+                layer = cls(mode)
+                assert layer.pooling_mode is mode
+                assert layer(x).F.flatten().tolist() == values, (cls.__name__, mode)
+    assert ME.MinkowskiGlobalPooling().pooling_mode is P.GLOBAL_AVG_POOLING_PYTORCH_INDEX
+    assert ME.MinkowskiGlobalAvgPooling().pooling_mode is P.GLOBAL_AVG_POOLING_PYTORCH_INDEX
+    assert ME.MinkowskiGlobalSumPooling().pooling_mode is P.GLOBAL_SUM_POOLING_PYTORCH_INDEX
+    assert ME.MinkowskiGlobalMaxPooling().pooling_mode is P.GLOBAL_MAX_POOLING_PYTORCH_INDEX
+    assert repr(ME.MinkowskiGlobalMaxPooling()) == (
+        "MinkowskiGlobalMaxPooling(mode=PoolingMode.GLOBAL_MAX_POOLING_PYTORCH_INDEX)"
+    )
+    for bad in (P.LOCAL_MAX_POOLING, "max", 11):
+        with pytest.raises(ME.SparseInputError, match="global PoolingMode"):
+            ME.MinkowskiGlobalPooling(bad)

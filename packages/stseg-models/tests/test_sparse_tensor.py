@@ -68,7 +68,10 @@ def test_numpy_coordinates_accepted() -> None:
 @pytest.mark.parametrize(
     ("feats", "coords", "match"),
     [
-        (torch.ones(2, 1), torch.tensor([[0, 0.5, 1.0], [0, 1.0, 1.0]]), "integer"),
+        (torch.ones(2, 1), torch.tensor([[0, 0.5, float("nan")], [0, 1.0, 1.0]]), "NaN"),
+        (torch.ones(2, 1), torch.tensor([[0, 0.5, float("inf")], [0, 1.0, 1.0]]), "infinite"),
+        (torch.ones(2, 1), torch.tensor([[0, 0.0, 3e9], [0, 1.0, 1.0]]), "int32"),
+        (torch.ones(2, 1), torch.tensor([[-0.5, 0.0, 1.0], [0, 1.0, 1.0]]), "non-negative"),
         (torch.ones(2, 1), torch.tensor([[0, 1], [0, 2]]).unsqueeze(0), "2D"),
         (torch.ones(2, 1), torch.tensor([[0], [0]]), "spatial"),
         (torch.ones(2, 1), torch.tensor([[-1, 0, 0], [0, 0, 0]]), "non-negative"),
@@ -81,6 +84,35 @@ def test_numpy_coordinates_accepted() -> None:
 def test_bad_input_raises(feats: object, coords: object, match: str) -> None:
     with pytest.raises(ME.SparseInputError, match=match):
         ME.SparseTensor(feats, coords)
+
+
+@pytest.mark.parametrize("dim", [3, 4])
+def test_float_coordinates_floored_with_minkowski_warning(dim: int) -> None:
+    """As MinkowskiEngine 0.5.4: float coordinates are floored (not truncated) to int32, with its
+    warning, and points falling into one voxel are merged by the quantization mode."""
+    g = torch.Generator().manual_seed(dim)
+    pts = torch.rand(40, dim, generator=g, dtype=torch.float64) * 8 - 4  # negative ones too
+    coords = torch.cat([torch.randint(0, 2, (40, 1), generator=g).double(), pts], 1)
+    feats = torch.randn(40, 2, generator=g, dtype=torch.float64)
+    with pytest.warns(UserWarning, match=r"coordinates implicitly converted to torch\.IntTensor"):
+        x = ME.SparseTensor(
+            feats, coords, quantization_mode=ME.SparseTensorQuantizationMode.UNWEIGHTED_AVERAGE
+        )
+    ref = ME.SparseTensor(
+        feats, torch.floor(coords).int(),
+        quantization_mode=ME.SparseTensorQuantizationMode.UNWEIGHTED_AVERAGE,
+    )  # fmt: skip
+    assert x.C.dtype == torch.int32 and torch.equal(x.C, ref.C) and torch.equal(x.F, ref.F)
+    assert int(x.C[:, 1:].min()) < 0  # -0.5 -> -1, not 0
+    with pytest.warns(UserWarning, match="implicitly converted"):
+        np_x = ME.SparseTensor(feats, coords.numpy().astype(np.float32))
+    assert np_x.C.shape[1] == dim + 1
+
+
+def test_integer_coordinates_do_not_warn(recwarn: pytest.WarningsRecorder) -> None:
+    ME.SparseTensor(torch.ones(2, 1), torch.tensor([[0, 1, 2], [0, 3, 4]], dtype=torch.int64))
+    ME.SparseTensor(torch.ones(2, 1), torch.tensor([[0, 1, 2], [0, 3, 4]], dtype=torch.int32))
+    assert not [w for w in recwarn if "implicitly converted" in str(w.message)]
 
 
 def test_wrong_width_for_manager() -> None:

@@ -18,6 +18,7 @@ import torch
 
 from stseg_models.sparse.common import MinkowskiModuleBase
 from stseg_models.sparse.conv import check_input, layer_output_key, output_key, resolve_generator
+from stseg_models.sparse.errors import SparseInputError
 from stseg_models.sparse.kernel import KernelGenerator
 from stseg_models.sparse.kernel_map import KernelMap
 from stseg_models.sparse.modes import PoolingMode
@@ -117,37 +118,76 @@ class MinkowskiPoolingTranspose(MinkowskiPoolingBase):
             self.kernel_generator.expand_coordinates = bool(expand_coordinates)
 
 
+# the reduction each global PoolingMode stands for (MinkowskiEngine's DEFAULT, KERNEL and
+# PYTORCH_INDEX variants are implementations of the same reduction and give the same values)
+_GLOBAL_REDUCTION = {
+    PoolingMode.GLOBAL_SUM_POOLING_DEFAULT: "sum",
+    PoolingMode.GLOBAL_SUM_POOLING_KERNEL: "sum",
+    PoolingMode.GLOBAL_SUM_POOLING_PYTORCH_INDEX: "sum",
+    PoolingMode.GLOBAL_AVG_POOLING_DEFAULT: "avg",
+    PoolingMode.GLOBAL_AVG_POOLING_KERNEL: "avg",
+    PoolingMode.GLOBAL_AVG_POOLING_PYTORCH_INDEX: "avg",
+    PoolingMode.GLOBAL_MAX_POOLING_DEFAULT: "max",
+    PoolingMode.GLOBAL_MAX_POOLING_KERNEL: "max",
+    PoolingMode.GLOBAL_MAX_POOLING_PYTORCH_INDEX: "max",
+}
+
+
+def global_reduction(mode: Any) -> str:
+    """The reduction ("sum", "avg" or "max") of a global `PoolingMode`; anything else is an error."""
+    if not isinstance(mode, PoolingMode) or mode not in _GLOBAL_REDUCTION:
+        raise SparseInputError(
+            "global pooling needs a global PoolingMode (GLOBAL_SUM/AVG/MAX_POOLING_*), "
+            f"got {mode!r}"
+        )
+    return _GLOBAL_REDUCTION[mode]
+
+
 class MinkowskiGlobalPooling(MinkowskiModuleBase):
-    """Reduce each scene to one row at the origin (average by default)."""
+    """Reduce each scene to one row at the origin; `mode` picks the reduction (average by default).
 
-    reduction = "avg"
+    As in MinkowskiEngine 0.5.4 the reduction is the one `pooling_mode` names, whichever class
+    holds it (``MinkowskiGlobalPooling(PoolingMode.GLOBAL_MAX_POOLING_KERNEL)`` max-pools); the
+    subclasses only change the default mode.
+    """
 
-    def __init__(self, mode: Any = None) -> None:
+    DEFAULT_MODE = PoolingMode.GLOBAL_AVG_POOLING_PYTORCH_INDEX
+
+    def __init__(self, mode: PoolingMode | None = None) -> None:
         super().__init__()
-        self.pooling_mode = mode
+        self.pooling_mode = self.DEFAULT_MODE if mode is None else mode
+        global_reduction(self.pooling_mode)  # a bad mode fails here, not at the first forward
+
+    @property
+    def reduction(self) -> str:
+        return global_reduction(self.pooling_mode)
 
     def forward(self, input: Any, coordinates: Any = None) -> SparseTensor:
         require_sparse_like(input, type(self).__name__)
         rows, ids = batch_index(input)
         b, feats = ids.numel(), input.F
-        if self.reduction == "max":
+        reduction = self.reduction
+        if reduction == "max":
             out = segment_max(feats, rows, b)
         else:
             out = feats.new_zeros((b, feats.shape[1])).index_add(0, rows, feats)
-            if self.reduction == "avg":
+            if reduction == "avg":
                 out = out / torch.bincount(rows, minlength=b).to(feats.dtype).unsqueeze(1)
         manager = input.coordinate_manager
         key = manager.origin_for(ids)  # shared per batch-index set, as MinkowskiEngine's origin
         return SparseTensor(out, coordinate_map_key=key, coordinate_manager=manager)
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(mode=PoolingMode.{self.pooling_mode.name})"
+
 
 class MinkowskiGlobalAvgPooling(MinkowskiGlobalPooling):
-    reduction = "avg"
+    DEFAULT_MODE = PoolingMode.GLOBAL_AVG_POOLING_PYTORCH_INDEX
 
 
 class MinkowskiGlobalSumPooling(MinkowskiGlobalPooling):
-    reduction = "sum"
+    DEFAULT_MODE = PoolingMode.GLOBAL_SUM_POOLING_PYTORCH_INDEX
 
 
 class MinkowskiGlobalMaxPooling(MinkowskiGlobalPooling):
-    reduction = "max"
+    DEFAULT_MODE = PoolingMode.GLOBAL_MAX_POOLING_PYTORCH_INDEX

@@ -13,7 +13,12 @@ from stseg_models.sparse.hashing import unique_rows
 from stseg_models.sparse.kernel import to_int_tuple
 from stseg_models.sparse.modes import SparseTensorQuantizationMode
 from stseg_models.sparse.operation_mode import manager_for_new_tensor
-from stseg_models.sparse.validation import check_coordinates, check_features, same_manager
+from stseg_models.sparse.validation import (
+    check_coordinates,
+    check_features,
+    floor_float_coordinates,
+    same_manager,
+)
 
 
 def merge_duplicates(
@@ -86,6 +91,8 @@ class SparseTensor:
             self._manager, self._key = coordinate_manager, coordinate_map_key
         else:
             dim = None if coordinate_manager is None else coordinate_manager.D
+            # float coordinates: floored with a warning, as MinkowskiEngine does
+            coordinates = floor_float_coordinates(coordinates)
             coords = check_coordinates(coordinates, dim, feats.shape[0]).to(feats.device)
             dimension = coords.shape[1] - 1
             stride = to_int_tuple(tensor_stride, dimension, "tensor_stride")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -23,6 +25,42 @@ def check_features(features: object) -> torch.Tensor:
     if feats.dim() != 2:
         raise SparseInputError(f"features must be 2D [N, C], got shape {tuple(feats.shape)}")
     return feats
+
+
+# MinkowskiEngine 0.5.4's SparseTensor warning, word for word, for code that filters on it
+FLOAT_COORDINATES_WARNING = (
+    "coordinates implicitly converted to torch.IntTensor. To remove this warning, use `.int()` "
+    "to convert the coords into an torch.IntTensor"
+)
+INT32_MAX = 2**31 - 1
+
+
+def floor_float_coordinates(coordinates: object) -> object:
+    """Floating-point coordinates floored to int32 with MinkowskiEngine's warning; others as given.
+
+    MinkowskiEngine 0.5.4's ``SparseTensor`` floors any coordinates that are not an int32 tensor
+    (batch column included) and warns. Only floating-point ones are converted here (other integer
+    types keep their values and are accepted without a warning); NaN, infinite and out-of-int32
+    values, which MinkowskiEngine casts to garbage, are an error.
+    """
+    if not (isinstance(coordinates, (torch.Tensor, np.ndarray)) and _is_float(coordinates)):
+        return coordinates
+    coords = as_tensor(coordinates, "coordinates")
+    if not bool(torch.isfinite(coords).all()):
+        raise SparseInputError(
+            "coordinates contain NaN or infinite values (float coordinates are floored to voxels)"
+        )
+    floored = torch.floor(coords)
+    if floored.numel() and float(floored.abs().max()) > INT32_MAX:
+        raise SparseInputError("float coordinates floor to values outside the int32 range")
+    warnings.warn(FLOAT_COORDINATES_WARNING, UserWarning, stacklevel=3)
+    return floored.int()
+
+
+def _is_float(value: torch.Tensor | np.ndarray) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.is_floating_point()
+    return bool(np.issubdtype(value.dtype, np.floating))
 
 
 def check_coordinates(coordinates: object, dimension: int | None, num_rows: int) -> torch.Tensor:
