@@ -21,6 +21,7 @@ from stseg_models.sparse.conv_function import sparse_conv
 from stseg_models.sparse.coordinate_manager import CoordinateMapKey
 from stseg_models.sparse.errors import SparseInputError
 from stseg_models.sparse.kernel import KernelGenerator
+from stseg_models.sparse.modes import ConvolutionMode
 from stseg_models.sparse.tensor import SparseTensor
 from stseg_models.sparse.validation import check_channels, check_dimension
 
@@ -143,6 +144,11 @@ class MinkowskiConvolutionBase(nn.Module):
         self.kernel_generator.expand_coordinates = bool(expand_coordinates)
         self.dimension = self.kernel_generator.dimension
         self.in_channels, self.out_channels = in_channels, out_channels
+        # kept for code that reads it (MinkowskiEngine's functional calls pass conv.convolution_mode);
+        # the native engine has one GEMM strategy, so the value does not change the result
+        self.convolution_mode = (
+            ConvolutionMode.DEFAULT if convolution_mode is None else convolution_mode
+        )
         volume = self.kernel_generator.kernel_volume
         # MinkowskiEngine keeps [in, out] only for its matrix-multiply case (size 1, stride 1)
         pointwise = volume == 1 and all(s == 1 for s in self.kernel_generator.kernel_stride)
