@@ -49,6 +49,24 @@ log = logging.getLogger(__name__)
 EXIT_PREEMPTED = 4
 
 
+def _is_single_voxel_norm(error: ValueError) -> bool:
+    """torch's batch norm refusing a single value per channel in training mode.
+
+    In a sparse U-Net that happens when a batch's scenes shrink to one voxel at the network's
+    coarsest level: scenes too small for the voxel size and the network's depth, not a bug to
+    show as a traceback.
+    """
+    return "Expected more than 1 value per channel" in str(error)
+
+
+def _single_voxel_norm_error(names: list[str], iteration: int) -> TrainInputError:
+    return TrainInputError(
+        f"iteration {iteration}: batch {', '.join(map(str, names))}: a batch norm got a single "
+        "voxel (the scenes shrink to one voxel at the network's coarsest level); use a smaller "
+        "--voxel-size, a larger --batch-size or larger scenes"
+    )
+
+
 class Preempted(TrainRuntimeError):
     """SIGTERM arrived; a checkpoint of the current step was written. Relaunch to continue."""
 
@@ -238,6 +256,10 @@ class Trainer:
             try:
                 inject_fault("oom", self.ctx.rank, self.state.iteration)
                 batch_loss, valid, right = self._forward_backward(batch)
+            except ValueError as error:
+                if not _is_single_voxel_norm(error):
+                    raise
+                raise _single_voxel_norm_error(batch["names"], self.state.iteration + 1) from None
             except torch.OutOfMemoryError:
                 oom = 1.0
                 self.optimizer.zero_grad(set_to_none=True)
