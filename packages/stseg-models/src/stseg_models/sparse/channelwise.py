@@ -15,7 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from stseg_models.sparse.conv import check_input, resolve_generator
+from stseg_models.sparse.common import MinkowskiModuleBase
+from stseg_models.sparse.conv import (
+    check_input,
+    output_key,
+    resolve_generator,
+    strided_output_key,
+)
 from stseg_models.sparse.coordinate_manager import CoordinateMapKey
 from stseg_models.sparse.errors import SparseInputError
 from stseg_models.sparse.kernel import KernelGenerator
@@ -33,7 +39,7 @@ def channelwise_conv(feats: torch.Tensor, kernel: torch.Tensor, kmap: KernelMap)
     return out.index_add(0, out_idx, products)
 
 
-class MinkowskiChannelwiseConvolution(nn.Module):
+class MinkowskiChannelwiseConvolution(MinkowskiModuleBase):
     """Depthwise convolution (MinkowskiEngine 0.5.4 signature; ``dimension`` is required)."""
 
     def __init__(
@@ -68,16 +74,12 @@ class MinkowskiChannelwiseConvolution(nn.Module):
                 self.bias.uniform_(-stdv, stdv)
 
     def _out_key(self, x: SparseTensor, coords: Any) -> CoordinateMapKey:
-        manager = x.coordinate_manager
+        # MinkowskiEngine 0.5.4 ignores `expand_coordinates` here: always the plain strided set
         if coords is None:
             stride = self.kernel_generator.kernel_stride
-            if all(s == 1 for s in stride):
-                return x.coordinate_map_key
-            return manager.stride(x.coordinate_map_key, stride)
-        if isinstance(coords, SparseTensor) and coords.coordinate_manager is manager:
-            return coords.coordinate_map_key
-        if isinstance(coords, CoordinateMapKey) and coords in manager.get_coordinate_map_keys():
-            return coords
+            return strided_output_key(x.coordinate_manager, x.coordinate_map_key, stride)
+        if isinstance(coords, (SparseTensor, CoordinateMapKey)):
+            return output_key(x, coords, 1)  # an existing set of the input's manager
         raise SparseInputError(
             "MinkowskiChannelwiseConvolution: `coords` must be None, a SparseTensor of the input's "
             "coordinate manager or one of its coordinate keys"

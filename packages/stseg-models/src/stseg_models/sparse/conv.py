@@ -1,9 +1,11 @@
 """MinkowskiConvolution and MinkowskiConvolutionTranspose (MinkowskiEngine 0.5 signatures and names).
 
 Output coordinates: stride 1 keeps the input set; stride s floors the input coordinates to the new
-tensor stride (`CoordinateManager.stride`); a transposed convolution writes onto the cached finer
-set (`CoordinateManager.transpose_target`), so U-Net skip connections align row for row, or, when
-the manager has no finer set, onto the kernel footprint of the input (MinkowskiEngine's rule).
+tensor stride (`CoordinateManager.stride`); a transposed convolution of a tensor at tensor stride t
+writes onto the set keyed (t / s, "") of the same manager, whatever the input's key suffix, and
+generates that set (the kernel footprint of the input at t / s) when the manager has none, e.g. for
+a tensor created at ``tensor_stride=2`` (`CoordinateManager.transpose_target`, MinkowskiEngine
+0.5.4's measured rule); a U-Net from a default-keyed input thus lands on its way-down sets.
 ``expand_coordinates=True`` and `MinkowskiGenerativeConvolutionTranspose` always generate that
 footprint as a new set (`CoordinateManager.expand`). ``layer(x, coordinates=...)`` computes the
 outputs on given coordinates (`output_key`).
@@ -17,8 +19,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from stseg_models.sparse.common import MinkowskiModuleBase
 from stseg_models.sparse.conv_function import sparse_conv
-from stseg_models.sparse.coordinate_manager import CoordinateMapKey
+from stseg_models.sparse.coordinate_manager import CoordinateManager, CoordinateMapKey
 from stseg_models.sparse.errors import SparseInputError
 from stseg_models.sparse.kernel import KernelGenerator
 from stseg_models.sparse.modes import ConvolutionMode
@@ -83,7 +86,21 @@ def layer_output_key(
     x: SparseTensor, generator: KernelGenerator, is_transpose: bool
 ) -> CoordinateMapKey:
     """Output set of a convolution or pooling layer without explicit output coordinates."""
-    manager, key = x.coordinate_manager, x.coordinate_map_key
+    return default_output_key(x.coordinate_manager, x.coordinate_map_key, generator, is_transpose)
+
+
+def default_output_key(
+    manager: CoordinateManager,
+    key: CoordinateMapKey,
+    generator: KernelGenerator,
+    is_transpose: bool,
+) -> CoordinateMapKey:
+    """Output set of a (transposed) convolution or pooling of the set `key` (layers and Functions).
+
+    Generative (``expand_coordinates``): the kernel footprint as a new set. Transposed: the set at
+    ``tensor stride / kernel stride`` with key suffix "" (`CoordinateManager.transpose_target`).
+    Otherwise the input set (stride 1) or the input floored to the new stride.
+    """
     stride = generator.kernel_stride
     if generator.expand_coordinates:
         if is_transpose:
@@ -97,6 +114,14 @@ def layer_output_key(
         )
     if is_transpose:
         return manager.transpose_target(key, stride, generator)
+    return strided_output_key(manager, key, stride)
+
+
+def strided_output_key(
+    manager: CoordinateManager, key: CoordinateMapKey, stride: Sequence[int]
+) -> CoordinateMapKey:
+    """Output set of a plain (not generative, not transposed) layer: the input set at stride 1,
+    the input floored to ``tensor stride x stride`` otherwise (cached by the manager)."""
     if all(s == 1 for s in stride):
         return key
     return manager.stride(key, stride)
@@ -114,7 +139,7 @@ def check_input(layer: nn.Module, x: object, channels: int | None, dimension: in
     return x
 
 
-class MinkowskiConvolutionBase(nn.Module):
+class MinkowskiConvolutionBase(MinkowskiModuleBase):
     """Shared parameters: ``kernel`` [K, in, out] ([in, out] when K == 1) and optional ``bias`` [1, out]."""
 
     is_transpose = False

@@ -4,9 +4,10 @@ Each runs the native engine's kernels over the coordinate manager's cached kerne
 ``MinkowskiConvolutionFunction.apply(x.F, conv.kernel, conv.kernel_generator,
 conv.convolution_mode, x.coordinate_map_key, out_key, x.coordinate_manager)`` equals the layer's
 output features. An output key of None (or one the manager does not hold, such as a fresh
-``CoordinateMapKey``) means the layer's own output set: the input floored to the kernel stride
-(convolution, pooling), the cached finer set (transposed ones), one row per batch index in
-ascending order (global pooling). Only the features are returned, as in MinkowskiEngine; the
+``CoordinateMapKey``) means the layer's own output set (`conv.default_output_key`): the input
+floored to the kernel stride (convolution, pooling), the set at the finer stride with key suffix
+"", generated if missing (transposed ones), the kernel footprint (a generator with
+``expand_coordinates``), one row per batch index in ascending order (global pooling). Only the features are returned, as in MinkowskiEngine; the
 native keys are immutable, so a fresh key passed in is not filled in. ``convolution_mode`` is
 accepted and ignored.
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 
+from stseg_models.sparse.conv import default_output_key
 from stseg_models.sparse.conv_function import SparseConvolutionFunction
 from stseg_models.sparse.coordinate_manager import CoordinateManager, CoordinateMapKey
 from stseg_models.sparse.errors import SparseInputError
@@ -48,23 +50,30 @@ def layer_kernel_map(
         raise SparseInputError(
             f"kernel_generator must be a KernelGenerator, got {type(generator).__name__}"
         )
-    if not _known(manager, out_key):
-        stride = generator.kernel_stride
-        if transpose:
-            out_key = manager.transpose_target(in_key, stride)
-        elif all(s == 1 for s in stride):
-            out_key = in_key
-        else:
-            out_key = manager.stride(in_key, stride)
+    if not _known(manager, out_key):  # the layer's own output set (MinkowskiEngine's rule)
+        out_key = default_output_key(manager, in_key, generator, transpose)
     assert out_key is not None
     return manager.kernel_map(in_key, out_key, generator, transpose)
 
 
-def _check_rows(feats: torch.Tensor, kmap: KernelMap) -> None:
+def _checked_kernel_map(
+    name: str,
+    transpose: bool,
+    feats: torch.Tensor,
+    generator: KernelGenerator,
+    in_key: CoordinateMapKey | None,
+    out_key: CoordinateMapKey | None,
+    manager: CoordinateManager | None,
+) -> KernelMap:
+    """The kernel map of a (transposed) convolution or pooling Function, its input checked."""
+    if in_key is None:
+        raise SparseInputError(f"{name} needs the input's coordinate_map_key")
+    kmap = layer_kernel_map(_manager(manager, name), generator, in_key, out_key, transpose)
     if feats.dim() != 2 or feats.shape[0] != kmap.num_in:
         raise SparseInputError(
             f"input features must be [{kmap.num_in}, C] for this coordinate set, got {tuple(feats.shape)}"
         )
+    return kmap
 
 
 class _ConvolutionFunctionBase(torch.autograd.Function):
@@ -82,13 +91,15 @@ class _ConvolutionFunctionBase(torch.autograd.Function):
         out_coordinate_map_key: CoordinateMapKey | None = None,
         coordinate_manager: CoordinateManager | None = None,
     ) -> torch.Tensor:
-        manager = _manager(coordinate_manager, cls.__name__)
-        if in_coordinate_map_key is None:
-            raise SparseInputError(f"{cls.__name__} needs the input's coordinate_map_key")
-        kmap = layer_kernel_map(
-            manager, kernel_generator, in_coordinate_map_key, out_coordinate_map_key, cls.transpose
+        kmap = _checked_kernel_map(
+            cls.__name__,
+            cls.transpose,
+            input_features,
+            kernel_generator,
+            in_coordinate_map_key,
+            out_coordinate_map_key,
+            coordinate_manager,
         )
-        _check_rows(input_features, kmap)
         weight = kernel_weights if kernel_weights.dim() == 3 else kernel_weights.unsqueeze(0)
         if weight.shape[0] != kmap.kernel_volume or weight.shape[1] != input_features.shape[1]:
             raise SparseInputError(
@@ -115,7 +126,7 @@ class MinkowskiConvolutionFunction(_ConvolutionFunctionBase):
 
 
 class MinkowskiConvolutionTransposeFunction(_ConvolutionFunctionBase):
-    """As `MinkowskiConvolutionFunction`, transposed: outputs on the cached finer set."""
+    """As `MinkowskiConvolutionFunction`, transposed: outputs on the finer set (see the module)."""
 
     transpose = True
 
@@ -170,11 +181,15 @@ class _LocalPoolingFunctionBase(torch.autograd.Function):
         out_coordinate_map_key: CoordinateMapKey | None = None,
         coordinate_manager: CoordinateManager | None = None,
     ) -> torch.Tensor:
-        manager = _manager(coordinate_manager, cls.__name__)
-        kmap = layer_kernel_map(
-            manager, kernel_generator, in_coordinate_map_key, out_coordinate_map_key, cls.transpose
+        kmap = _checked_kernel_map(
+            cls.__name__,
+            cls.transpose,
+            input_features,
+            kernel_generator,
+            in_coordinate_map_key,
+            out_coordinate_map_key,
+            coordinate_manager,
         )
-        _check_rows(input_features, kmap)
         ctx.kind = _pooling_kind(pooling_mode)
         feats = input_features.contiguous()
         if ctx.kind == "max":

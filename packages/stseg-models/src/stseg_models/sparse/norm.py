@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from stseg_models.sparse.common import MinkowskiModuleBase
 from stseg_models.sparse.errors import SparseInputError
 from stseg_models.sparse.validation import check_channels
 from stseg_models.sparse.wrap import batch_index, require_sparse_like, rewrap
@@ -82,7 +83,22 @@ class MinkowskiSyncBatchNorm(MinkowskiBatchNorm):
         return module
 
 
-class MinkowskiInstanceNorm(nn.Module):
+def _scene_moments(
+    layer: nn.Module, x: Any, num_features: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(features minus their scene's mean [N, C], per-scene biased variance [B, C], row -> scene [N])
+    of an instance-norm layer's input, checked to have `num_features` channels."""
+    name = type(layer).__name__
+    require_sparse_like(x, name)
+    check_channels(x.F.shape[1], num_features, name)
+    rows, ids = batch_index(x)
+    feats = x.F
+    count = torch.bincount(rows, minlength=ids.numel()).to(feats.dtype).unsqueeze(1)
+    centered = feats - _scene_mean(feats, rows, count)[rows]
+    return centered, _scene_mean(centered * centered, rows, count), rows
+
+
+class MinkowskiInstanceNorm(MinkowskiModuleBase):
     """Per-scene, per-channel normalisation: ``(x - mean_b) / sqrt(var_b + eps) * weight + bias``.
 
     Statistics are taken over the rows of each batch index (biased variance); ``weight`` and
@@ -102,14 +118,7 @@ class MinkowskiInstanceNorm(nn.Module):
             self.bias.zero_()
 
     def forward(self, input: Any) -> Any:
-        require_sparse_like(input, type(self).__name__)
-        check_channels(input.F.shape[1], self.num_features, type(self).__name__)
-        rows, ids = batch_index(input)
-        feats = input.F
-        count = torch.bincount(rows, minlength=ids.numel()).to(feats.dtype).unsqueeze(1)
-        mean = feats.new_zeros((ids.numel(), feats.shape[1])).index_add(0, rows, feats) / count
-        centered = feats - mean[rows]
-        var = feats.new_zeros(mean.shape).index_add(0, rows, centered * centered) / count
+        centered, var, rows = _scene_moments(self, input, self.num_features)
         out = centered * torch.rsqrt(var + self.eps)[rows]
         return rewrap(input, out * self.weight + self.bias)
 
@@ -167,7 +176,7 @@ class MinkowskiInstanceNormFunction(torch.autograd.Function):
         return grad, None, None, None, None
 
 
-class MinkowskiStableInstanceNorm(nn.Module):
+class MinkowskiStableInstanceNorm(MinkowskiModuleBase):
     """Instance norm computed in two passes: ``(x - mean_b) / sqrt(var_b + 1e-6) * weight + bias``.
 
     MinkowskiEngine 0.5.4's parameters (``weight``, ``bias`` [1, C]) and eps (1e-6, fixed);
@@ -187,13 +196,7 @@ class MinkowskiStableInstanceNorm(nn.Module):
             self.bias.zero_()
 
     def forward(self, x: Any) -> Any:
-        require_sparse_like(x, type(self).__name__)
-        check_channels(x.F.shape[1], self.num_features, type(self).__name__)
-        rows, ids = batch_index(x)
-        feats = x.F
-        count = torch.bincount(rows, minlength=ids.numel()).to(feats.dtype).unsqueeze(1)
-        centered = feats - _scene_mean(feats, rows, count)[rows]
-        var = _scene_mean(centered * centered, rows, count)
+        centered, var, rows = _scene_moments(self, x, self.num_features)
         out = centered * (1.0 / (var + self.eps).sqrt())[rows]
         return rewrap(x, out * self.weight + self.bias)
 
