@@ -61,6 +61,24 @@ def test_convolution_transpose_function_equals_layer_and_gradcheck(dim: int) -> 
     )
 
 
+def test_convolution_transpose_function_generates_a_missing_finer_set() -> None:
+    """A tensor created at tensor_stride=2: no set at stride 1, so the Function (as the layer and
+    MinkowskiEngine 0.5.4, which gives 24 rows here) writes onto the kernel footprint it generates."""
+    coords = torch.tensor([[0, 0, 0, 0], [0, 2, 0, 0], [0, 2, 2, 4]], dtype=torch.int32)
+    feats = torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    up = ME.MinkowskiConvolutionTranspose(2, 1, kernel_size=2, stride=2, dimension=3).double()
+    y = up(ME.SparseTensor(feats, coords, tensor_stride=2))
+    x = ME.SparseTensor(feats, coords, tensor_stride=2)
+    out = ME.MinkowskiConvolutionTransposeFunction.apply(
+        x.F, up.kernel, up.kernel_generator, None, x.coordinate_map_key, None, x.coordinate_manager
+    )
+    assert out.shape == (24, 1) and y.F.shape == (24, 1)  # 3 coordinates x 8 disjoint offsets
+    torch.testing.assert_close(out, y.F)
+    key = ME.CoordinateMapKey([1, 1, 1], "")
+    assert key in x.coordinate_manager.get_coordinate_map_keys()
+    assert x.coordinate_manager.get_coordinates(key).shape == (24, 4)
+
+
 @pytest.mark.parametrize(
     ("layer", "mode"),
     [
