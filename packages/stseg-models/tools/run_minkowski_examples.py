@@ -1,6 +1,7 @@
 """Run MinkowskiEngine 0.5.4's own examples on the native engine (and compare with MinkowskiEngine).
 
-    python tools/run_minkowski_examples.py EXAMPLES_DIR [--compare] [--only SUBSTR ...] [--json OUT]
+    python tools/run_minkowski_examples.py EXAMPLES_DIR [--compare [--fix-minkowski-slice]] [--double]
+        [--only SUBSTR ...] [--json OUT]
 
 EXAMPLES_DIR is the ``examples/`` folder of a checkout of MinkowskiEngine's GitHub tag v0.5.4 (the
 PyPI source distribution does not ship it); its sibling ``tests/python/common.py`` is used by the
@@ -11,13 +12,18 @@ finite outputs and non-zero gradients of every input and parameter. With ``--com
 real MinkowskiEngine: the ``compat`` nox environment) the same example module is imported a second
 time against MinkowskiEngine, the network gets the native network's weights, runs on the same
 input, and the table reports the largest relative differences (max |a - b| / max |b|) of the
-outputs (rows matched by coordinate, coordinate sets compared) and of the gradients.
+outputs (rows matched by coordinate, coordinate sets compared) and of the gradients (a gradient
+that is zero up to rounding in MinkowskiEngine, e.g. a bias followed by batch norm, is measured
+against sqrt(eps) x the largest gradient instead; the notes name them). ``--fix-minkowski-slice``
+runs MinkowskiEngine with its strided ``slice`` bug patched (`fixed_minkowski_strided_slice`), so
+networks that slice strided tensors (classification's MinkowskiFCNN) can be compared at all.
 Exits 1 when any run fails or a comparison exceeds ``--tol``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import importlib
 import json
@@ -38,6 +44,7 @@ from examples_harness import (
     Sandbox,
     check_run,
     compare_runs,
+    fixed_minkowski_strided_slice,
     forward_backward,
     import_example,
     native_engine_modules,
@@ -142,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         help="map MinkowskiEngine by sys.modules, not install_alias",
     )
     parser.add_argument(
+        "--fix-minkowski-slice",
+        action="store_true",
+        help="patch MinkowskiEngine's slice of strided tensors (upstream issue #513) when comparing",
+    )
+    parser.add_argument(
         "--double",
         action="store_true",
         help="float64 networks and inputs (separates rounding from bugs)",
@@ -191,7 +203,13 @@ def main(argv: list[str] | None = None) -> int:
             run = None
         if run is not None and real is not None:
             try:
-                ref, _, _ = run_network(sandbox, ncase, real, data, state)
+                patch = (
+                    fixed_minkowski_strided_slice(real["MinkowskiEngine"])
+                    if opts.fix_minkowski_slice
+                    else contextlib.nullcontext()
+                )
+                with patch:
+                    ref, _, _ = run_network(sandbox, ncase, real, data, state)
                 cmp = compare_runs(run, ref)
                 row.update(
                     minkowski_s=ref.seconds,
@@ -199,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                     grad_rel=cmp.grad_rel,
                     worst=f"{cmp.worst_output} / {cmp.worst_grad}",
                     compare_problems=cmp.problems,
+                    rounding_zero_grads=cmp.rounding_zero,
                     minkowski_problems=check_run(ref),
                 )
                 failed |= bool(cmp.problems) or max(cmp.output_rel, cmp.grad_rel) > opts.tol
@@ -256,6 +275,8 @@ def _print_table(rows: list[dict[str, Any]], compare: bool) -> None:
         notes = notes or r.get("size", "")
         if "worst" in r:
             notes += f"; largest: {r['worst']}"
+        if r.get("rounding_zero_grads"):
+            notes += f"; zero up to rounding: {', '.join(r['rounding_zero_grads'])}"
         cells = [ok, f"{r.get('native_s', float('nan')):.2f}"]
         if compare:
             cells += [
