@@ -82,19 +82,26 @@ def evaluate_path(
     out: str | os.PathLike[str] | None = None,
     stored_semantic: bool = False,
     semantic: SemanticSource | None = None,
+    progress: bool = False,
 ) -> InstanceMetrics:
     """ScanNet instance AP over SSEN scene files (one file or a folder).
 
     semantic: where each scene's semantics come from (`SemanticSource`; default "predict", or
     "stored" when `stored_semantic`, which is kept as the older spelling of "stored").
     With `out`, writes `out/metrics.json` and the predictions in the benchmark format.
+    `progress`: a bar with ETA over the scenes.
     """
+    from tqdm import tqdm
+
     source: SemanticSource = semantic or ("stored" if stored_semantic else "predict")
     if stored_semantic and source != "stored":
         raise InstanceInputError(f"stored_semantic=True contradicts semantic={semantic!r}")
     pairs = []
     times = []
-    for path in list_scene_files(data):
+    files = list_scene_files(data)
+    for path in tqdm(
+        files, desc=f"evaluate ({source} semantics)", unit="scene", disable=not progress
+    ):
         scene = read_ssen_scene(path)
         pred = segmenter.predict(scene.xyz, scene.rgb, scene_semantic(scene, source))
         _check_aligned(pred, len(scene), str(path))

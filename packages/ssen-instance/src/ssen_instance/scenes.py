@@ -129,13 +129,16 @@ def preprocess_scannet(
     semantic_weights: str | os.PathLike[str] | None = None,
     subset: str = "scans",
     rotations: int = 1,
+    progress: bool = False,
 ) -> dict:
     """ScanNet raw scans (`raw/<subset>/<scene>/...`) -> `out/<scene>_semantic_segment.pt`.
 
     The prediction column comes from `semantic_weights` (a stseg semantic checkpoint) when given,
     else it is the ground truth (the summary says which). A scene that fails to read stops the
-    run after the scenes already written (they are kept).
+    run after the scenes already written (they are kept). `progress`: a bar with ETA.
     """
+    from tqdm import tqdm
+
     segmenter = None
     if semantic_weights is not None:
         from stseg_models.checkpoint import read_checkpoint
@@ -149,7 +152,8 @@ def preprocess_scannet(
         segmenter = (model, ckpt.inference)
     out_dir = Path(out)
     written = []
-    for folder in list_scenes(raw, subset):
+    folders = list_scenes(raw, subset)
+    for folder in tqdm(folders, desc="preprocess ssen", unit="scene", disable=not progress):
         cloud = read_scannet_scene(folder, require_labels=True)
         assert cloud.labels is not None and cloud.rgb is not None
         raw_instance = (

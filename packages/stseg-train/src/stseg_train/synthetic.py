@@ -49,8 +49,9 @@ def synthetic_data_root(config: TrainConfig) -> Path:
     return Path(config.data) if config.data else Path(config.out) / "data"
 
 
-def make_synthetic_dataset(root: Path, scenes: int, seed: int) -> Path:
-    """Raw synthetic ScanNet under root/raw and its preprocessed form under root/prepared."""
+def make_synthetic_dataset(root: Path, scenes: int, seed: int, *, progress: bool = False) -> Path:
+    """Raw synthetic ScanNet under root/raw and its preprocessed form under root/prepared
+    (`progress`: a bar with ETA for the generation and for the preprocessing)."""
     from stseg_data.preprocess import preprocess
     from stseg_data.synth import write_synthetic
 
@@ -74,8 +75,8 @@ def make_synthetic_dataset(root: Path, scenes: int, seed: int) -> Path:
     # and regenerates it (same names, overwritten) instead of refusing it on --resume.
     with atomic_write(marker, "w") as handle:
         json.dump({**wanted, "complete": False}, handle)
-    write_synthetic("scannet", raw, scenes, seed=seed)
-    preprocess("scannet", raw, prepared, workers=min(2, os.cpu_count() or 1))
+    write_synthetic("scannet", raw, scenes, seed=seed, progress=progress)
+    preprocess("scannet", raw, prepared, workers=min(2, os.cpu_count() or 1), progress=progress)
     with atomic_write(marker, "w") as handle:
         json.dump({**wanted, "complete": True}, handle)
     log.info("synthetic data: %d scenes in %.0f s", scenes, time.perf_counter() - tic)
@@ -139,7 +140,7 @@ def run_synthetic(
     prepare_run_dir(config, resume=resume)
     tic = time.perf_counter()
     scenes = config.synthetic_train_scenes + config.synthetic_val_scenes
-    make_synthetic_dataset(data_root, scenes, config.seed)
+    make_synthetic_dataset(data_root, scenes, config.seed, progress=config.progress)
     data_s = time.perf_counter() - tic
     state = launch_training(config, dataset_components, resume=resume, gpus=gpus, procs=procs)
     train_s = time.perf_counter() - tic - data_s
