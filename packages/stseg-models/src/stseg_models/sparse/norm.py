@@ -83,29 +83,10 @@ class MinkowskiSyncBatchNorm(MinkowskiBatchNorm):
         return module
 
 
-def _scene_moments(
-    layer: nn.Module, x: Any, num_features: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(features minus their scene's mean [N, C], per-scene biased variance [B, C], row -> scene [N])
-    of an instance-norm layer's input, checked to have `num_features` channels."""
-    name = type(layer).__name__
-    require_sparse_like(x, name)
-    check_channels(x.F.shape[1], num_features, name)
-    rows, ids = batch_index(x)
-    feats = x.F
-    count = torch.bincount(rows, minlength=ids.numel()).to(feats.dtype).unsqueeze(1)
-    centered = feats - _scene_mean(feats, rows, count)[rows]
-    return centered, _scene_mean(centered * centered, rows, count), rows
+class _InstanceNormBase(MinkowskiModuleBase):
+    """Parameters ``weight`` [1, C] = 1 and ``bias`` [1, C] = 0, and the per-scene moments."""
 
-
-class MinkowskiInstanceNorm(MinkowskiModuleBase):
-    """Per-scene, per-channel normalisation: ``(x - mean_b) / sqrt(var_b + eps) * weight + bias``.
-
-    Statistics are taken over the rows of each batch index (biased variance); ``weight`` and
-    ``bias`` are [1, C] as in MinkowskiEngine.
-    """
-
-    def __init__(self, num_features: int, eps: float = 1e-8) -> None:
+    def __init__(self, num_features: int, eps: float) -> None:
         super().__init__()
         self.num_features = num_features
         self.eps = eps
@@ -117,8 +98,31 @@ class MinkowskiInstanceNorm(MinkowskiModuleBase):
             self.weight.fill_(1.0)
             self.bias.zero_()
 
+    def _moments(self, x: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(features minus their scene's mean [N, C], per-scene biased variance [B, C],
+        row -> scene [N]) of an input checked to have ``num_features`` channels."""
+        name = type(self).__name__
+        require_sparse_like(x, name)
+        check_channels(x.F.shape[1], self.num_features, name)
+        rows, ids = batch_index(x)
+        feats = x.F
+        count = torch.bincount(rows, minlength=ids.numel()).to(feats.dtype).unsqueeze(1)
+        centered = feats - _scene_mean(feats, rows, count)[rows]
+        return centered, _scene_mean(centered * centered, rows, count), rows
+
+
+class MinkowskiInstanceNorm(_InstanceNormBase):
+    """Per-scene, per-channel normalisation: ``(x - mean_b) / sqrt(var_b + eps) * weight + bias``.
+
+    Statistics are taken over the rows of each batch index (biased variance); ``weight`` and
+    ``bias`` are [1, C] as in MinkowskiEngine.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-8) -> None:
+        super().__init__(num_features, eps)
+
     def forward(self, input: Any) -> Any:
-        centered, var, rows = _scene_moments(self, input, self.num_features)
+        centered, var, rows = self._moments(input)
         out = centered * torch.rsqrt(var + self.eps)[rows]
         return rewrap(input, out * self.weight + self.bias)
 
@@ -176,7 +180,7 @@ class MinkowskiInstanceNormFunction(torch.autograd.Function):
         return grad, None, None, None, None
 
 
-class MinkowskiStableInstanceNorm(MinkowskiModuleBase):
+class MinkowskiStableInstanceNorm(_InstanceNormBase):
     """Instance norm computed in two passes: ``(x - mean_b) / sqrt(var_b + 1e-6) * weight + bias``.
 
     MinkowskiEngine 0.5.4's parameters (``weight``, ``bias`` [1, C]) and eps (1e-6, fixed);
@@ -184,19 +188,10 @@ class MinkowskiStableInstanceNorm(MinkowskiModuleBase):
     """
 
     def __init__(self, num_features: int) -> None:
-        super().__init__()
-        self.num_features = num_features
-        self.eps = 1e-6
-        self.weight = nn.Parameter(torch.ones(1, num_features))
-        self.bias = nn.Parameter(torch.zeros(1, num_features))
-
-    def reset_parameters(self) -> None:
-        with torch.no_grad():
-            self.weight.fill_(1.0)
-            self.bias.zero_()
+        super().__init__(num_features, 1e-6)
 
     def forward(self, x: Any) -> Any:
-        centered, var, rows = _scene_moments(self, x, self.num_features)
+        centered, var, rows = self._moments(x)
         out = centered * (1.0 / (var + self.eps).sqrt())[rows]
         return rewrap(x, out * self.weight + self.bias)
 
