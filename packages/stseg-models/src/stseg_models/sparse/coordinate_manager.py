@@ -8,9 +8,10 @@ is built once per forward pass however many layers use it.
 Output sets of the layers (MinkowskiEngine 0.5.4 rules):
 
 * strided: the input coordinates floored to the new stride (`stride`), rows in first-occurrence order;
-* transposed: the cached finer set the input came from, or any set at the finer stride; when the
-  manager holds none (a tensor created directly at ``tensor_stride=2``), the kernel footprint of every
-  input coordinate at the finer stride, as MinkowskiEngine generates it (`transpose_target`);
+* transposed (input at tensor stride t, kernel stride s): the set keyed (t / s, "") of this manager,
+  whatever the input key's suffix; when the manager holds none (a tensor created directly at
+  ``tensor_stride=2``), the kernel footprint of every input coordinate at t / s, generated and
+  inserted under that key, as MinkowskiEngine does (`transpose_target`);
 * generative (``expand_coordinates=True``): always a new set, the kernel footprint of every input
   coordinate (`expand`).
 
