@@ -198,6 +198,22 @@ def demo(session: nox.Session) -> None:
     session.run("stseg-train", "synthetic", "--out", out)
 
 
+@nox.session(name="demo-instance")
+def demo_instance(session: nox.Session) -> None:
+    """SSEN instance segmentation from nothing: synthetic rooms, semantic and embedding training,
+    AP / AP50 / AP25 on the held-out rooms, one room in the benchmark format with PNG / HTML views.
+
+    Writes runs/demo-instance (or the folder given first after `--`; further arguments go to
+    `ssen-instance demo`, e.g. `-- runs/x --max-iter 40`); an existing folder is refused, not
+    clobbered (`-- DIR --resume` continues it).
+    """
+    install_packages(session)
+    args = list(session.posargs)
+    has_out = bool(args) and not args[0].startswith("-")
+    out = args.pop(0) if has_out else str(ROOT / "runs" / "demo-instance")
+    session.run("ssen-instance", "demo", "--out", out, *args)
+
+
 @nox.session
 def run(session: nox.Session) -> None:
     """One of the project's commands in a venv with every package: `nox -s run -- stseg-models ...`.
