@@ -8,7 +8,7 @@ tensor stride, coordinates as sets, features with rows matched by coordinate; a 
 node is backpropagated and the input and every weight gradient compared.
 
 Ops: convolution (random kernel 1-3, stride 1-2, dilation 1-2, bias), transposed convolution
-(onto the cached finer coordinates), generative transposed convolution, channel-wise convolution,
+(onto the finer set keyed "", generated if missing), generative transposed convolution, channel-wise convolution,
 max / average / sum pooling, pooling transpose, global max / average / sum pooling followed by
 broadcast addition, multiplication or concatenation, batch / instance norm,
 25 non-linearities, linear, dropout and alpha dropout in eval, ``cat``, ``MinkowskiUnion``,
