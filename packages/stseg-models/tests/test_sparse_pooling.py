@@ -147,3 +147,16 @@ def test_global_pooling_mode_picks_the_reduction() -> None:
     for bad in (P.LOCAL_MAX_POOLING, "max", 11):
         with pytest.raises(ME.SparseInputError, match="global PoolingMode"):
             ME.MinkowskiGlobalPooling(bad)
+
+
+def test_max_pooling_kernel_smaller_than_stride_leaves_lowest_value() -> None:
+    """Kernel 3, stride 4: inputs at x = 2, 3 make the output x = 0, whose window (-1..1) holds none
+    of them; as MinkowskiEngine 0.5.4, that output is the dtype's lowest value, not 0."""
+    coords = torch.tensor([[0, 2, 0, 0], [0, 3, 0, 0], [0, 4, 0, 0]], dtype=torch.int32)
+    feats = torch.tensor([[1.0], [2.0], [-5.0]], dtype=torch.float64, requires_grad=True)
+    y = ME.MinkowskiMaxPooling(kernel_size=3, stride=4, dimension=3)(ME.SparseTensor(feats, coords))
+    got = {tuple(c): float(f) for c, f in zip(y.C.tolist(), y.F[:, 0].tolist())}
+    # the output x = 4 reaches x = 3..5: max(2, -5)
+    assert got == {(0, 0, 0, 0): torch.finfo(torch.float64).min, (0, 4, 0, 0): 2.0}
+    y.F.sum().backward()
+    assert feats.grad.flatten().tolist() == [0.0, 1.0, 0.0]

@@ -60,9 +60,9 @@ class MinkowskiPoolingBase(MinkowskiModuleBase):
             out_key = output_key(x, coordinates, 1)
         kmap = manager.kernel_map_for(x.coordinate_map_key, out_key, gen, self.is_transpose)
         if self.pooling_mode == PoolingMode.LOCAL_MAX_POOLING:
-            out = max_pool(x.F, kmap)
-            if coordinates is not None:  # outputs may lack neighbours there
-                out = _lowest_where_empty(out, kmap)
+            # an output can lack neighbours: on given coordinates, or when the kernel is smaller
+            # than the stride (kernel 3, stride 4: inputs at 4k+2 make the output 4k, out of reach)
+            out = _lowest_where_empty(max_pool(x.F, kmap), kmap)
         else:
             # MinkowskiEngine 0.5.4's unpooling sums its contributors (measured: k = 3 sums)
             average = self.pooling_mode == PoolingMode.LOCAL_AVG_POOLING and not self.is_transpose

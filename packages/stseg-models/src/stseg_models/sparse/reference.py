@@ -72,7 +72,11 @@ def pool_reference(
     scale: Sequence[int],
     mode: str,
 ) -> torch.Tensor:
-    """Max / avg / sum of the present neighbours of each output row."""
+    """Max / avg / sum of the present neighbours of each output row.
+
+    A row without neighbours is 0, or for max the dtype's lowest value (MinkowskiEngine 0.5.4's
+    max-pooling kernel starts every output there; measured with kernel 3 at stride 4 or dilation 2).
+    """
     table = coord_dict(in_coords)
     rows = []
     for p in out_coords.tolist():
@@ -83,7 +87,11 @@ def pool_reference(
                 found.append(feats[table[q]])
         stack = torch.stack(found) if found else feats.new_zeros((1, feats.shape[1]))
         if mode == "max":
-            rows.append(stack.max(dim=0).values)
+            rows.append(
+                stack.max(dim=0).values
+                if found
+                else feats.new_full((feats.shape[1],), torch.finfo(feats.dtype).min)
+            )
         elif mode == "avg":
             rows.append(stack.mean(dim=0))
         else:
