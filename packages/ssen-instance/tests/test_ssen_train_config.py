@@ -57,6 +57,18 @@ def test_cpu_recipe_and_overrides(data: Path, tmp_path: Path) -> None:
         ssen_config(data, tmp_path / "run", learning_rate=1.0)
 
 
+def test_loss_constants_from_recipe_or_override(data: Path, tmp_path: Path) -> None:
+    # the original recipe keeps SSEN's loss (no entry: the trainer's defaults)
+    assert "loss" not in ssen_config(data, tmp_path / "run").extra
+    config = ssen_config(data, tmp_path / "run", loss={"weight_pull": 4.0, "delta_pull": 0.05})
+    assert config.extra["loss"] == {
+        "delta_pull": 0.05, "delta_push": 0.5, "weight_pull": 4.0, "weight_push": 10.0,
+        "weight_reg": 0.0, "count_power": 1.0,
+    }  # fmt: skip
+    with pytest.raises(InstanceInputError, match=r"unknown loss setting.*delta_pul"):
+        ssen_config(data, tmp_path / "run", loss={"delta_pul": 0.1})
+
+
 def test_bn_momentum_reaches_the_norms() -> None:
     model = build_embedding_model("Res16UNet14A", 8, bn_momentum=0.1)
     momenta = {m.momentum for m in model.modules() if hasattr(m, "running_mean")}

@@ -152,6 +152,16 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+def _loss_constants(values: dict[str, Any]) -> dict[str, Any]:
+    known = DiscriminativeLossConfig.__dataclass_fields__
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise InstanceInputError(
+            f"unknown loss setting(s) {', '.join(unknown)}; known: {', '.join(known)}"
+        )
+    return asdict(DiscriminativeLossConfig(**values))
+
+
 def ssen_config(
     data: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -192,6 +202,9 @@ def ssen_config(
     )
     given = {k: v for k, v in overrides.items() if v is not None}
     for key, value in {**RECIPES[recipe], **given}.items():
+        if key == "loss":  # the discriminative loss's constants (`DiscriminativeLossConfig`)
+            config.extra["loss"] = _loss_constants(value)
+            continue
         if not hasattr(config, key):
             raise InstanceInputError(f"unknown training setting {key!r}")
         setattr(config, key, value)
