@@ -419,16 +419,14 @@ def base_worktree(commit: str) -> tuple[Path | None, str]:
     try:
         full = git("rev-parse", "--verify", f"{commit}^{{commit}}")
     except (subprocess.CalledProcessError, OSError) as exc:
-        return (
-            None,
-            f"commit {commit} not found in {REPO} ({getattr(exc, 'stderr', exc)!s})".strip(),
-        )
+        why = " ".join(str(getattr(exc, "stderr", None) or exc).split())
+        return None, f"commit {commit} not found in {REPO} ({why})"
     path = Path(tempfile.mkdtemp(prefix="stseg-base-"))
     try:
         git("worktree", "add", "--detach", str(path), full)
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(path, ignore_errors=True)
-        return None, f"git worktree add failed: {exc.stderr.strip()}"
+        return None, f"git worktree add failed: {' '.join(exc.stderr.split())}"
     return path, full
 
 
