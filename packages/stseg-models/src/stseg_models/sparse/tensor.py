@@ -53,6 +53,8 @@ class SparseTensor:
     coordinate_manager=None, quantization_mode=RANDOM_SUBSAMPLE)`` (duplicates merged, see
     `SparseTensorQuantizationMode`; rows keep the order of first occurrence), or the internal form
     ``SparseTensor(features, coordinate_map_key=key, coordinate_manager=manager)`` for layer outputs.
+    Floating-point coordinates are floored to int32 with MinkowskiEngine's warning, as it does
+    (non-finite or out-of-int32 ones raise; `validation.floor_float_coordinates`).
     """
 
     def __init__(
