@@ -99,6 +99,23 @@ def test_local_pooling_function_equals_layer_and_gradcheck(
     assert gradcheck(lambda f: ME.MinkowskiLocalPoolingFunction.apply(f, *args), (leaf(x.F),))
 
 
+def test_local_max_pooling_function_empty_output_is_lowest_value_as_layer() -> None:
+    """Kernel 3, stride 4: the output x = 0 has no input in its window; the Function gives the
+    dtype's lowest value there, as the layer and MinkowskiEngine 0.5.4 do (not 0)."""
+    coords = torch.tensor([[0, 2, 0, 0], [0, 3, 0, 0], [0, 4, 0, 0]], dtype=torch.int32)
+    feats = torch.tensor([[1.0], [2.0], [-5.0]], dtype=torch.float64, requires_grad=True)
+    x = ME.SparseTensor(feats, coords)
+    pool = ME.MinkowskiMaxPooling(kernel_size=3, stride=4, dimension=3)
+    y = pool(x)
+    args = (PoolingMode.LOCAL_MAX_POOLING, pool.kernel_generator, x.coordinate_map_key, None,
+            x.coordinate_manager)  # fmt: skip
+    out = ME.MinkowskiLocalPoolingFunction.apply(feats, *args)
+    assert sorted(out[:, 0].tolist()) == [torch.finfo(torch.float64).min, 2.0]
+    torch.testing.assert_close(out, y.F)
+    out.sum().backward()
+    assert feats.grad.flatten().tolist() == [0.0, 1.0, 0.0]
+
+
 @pytest.mark.parametrize("mode", [PoolingMode.LOCAL_AVG_POOLING, PoolingMode.LOCAL_SUM_POOLING])
 def test_local_pooling_transpose_function(mode: PoolingMode) -> None:
     x = random_tensor(3, 2, seed=3)

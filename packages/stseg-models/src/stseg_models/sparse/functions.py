@@ -25,7 +25,11 @@ from stseg_models.sparse.errors import SparseInputError
 from stseg_models.sparse.hashing import lookup
 from stseg_models.sparse.kernel import KernelGenerator
 from stseg_models.sparse.kernel_map import KernelMap
-from stseg_models.sparse.pooling_function import MaxPoolFunction, SegmentMaxFunction
+from stseg_models.sparse.pooling_function import (
+    MaxPoolFunction,
+    SegmentMaxFunction,
+    lowest_where_empty,
+)
 
 
 def _manager(manager: CoordinateManager | None, what: str) -> CoordinateManager:
@@ -193,7 +197,7 @@ class _LocalPoolingFunctionBase(torch.autograd.Function):
         ctx.kind = _pooling_kind(pooling_mode)
         feats = input_features.contiguous()
         if ctx.kind == "max":
-            return MaxPoolFunction.forward(ctx, feats, kmap)
+            return lowest_where_empty(MaxPoolFunction.forward(ctx, feats, kmap), kmap)
         return _sum_pool_forward(ctx, feats, kmap, average=ctx.kind == "avg")
 
     @staticmethod

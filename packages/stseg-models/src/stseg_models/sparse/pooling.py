@@ -20,9 +20,8 @@ from stseg_models.sparse.common import MinkowskiModuleBase
 from stseg_models.sparse.conv import check_input, layer_output_key, output_key, resolve_generator
 from stseg_models.sparse.errors import SparseInputError
 from stseg_models.sparse.kernel import KernelGenerator
-from stseg_models.sparse.kernel_map import KernelMap
 from stseg_models.sparse.modes import PoolingMode
-from stseg_models.sparse.pooling_function import max_pool, segment_max, sum_pool
+from stseg_models.sparse.pooling_function import lowest_where_empty, max_pool, segment_max, sum_pool
 from stseg_models.sparse.tensor import SparseTensor
 from stseg_models.sparse.wrap import batch_index, require_sparse_like
 
@@ -62,7 +61,7 @@ class MinkowskiPoolingBase(MinkowskiModuleBase):
         if self.pooling_mode == PoolingMode.LOCAL_MAX_POOLING:
             # an output can lack neighbours: on given coordinates, or when the kernel is smaller
             # than the stride (kernel 3, stride 4: inputs at 4k+2 make the output 4k, out of reach)
-            out = _lowest_where_empty(max_pool(x.F, kmap), kmap)
+            out = lowest_where_empty(max_pool(x.F, kmap), kmap)
         else:
             # MinkowskiEngine 0.5.4's unpooling sums its contributors (measured: k = 3 sums)
             average = self.pooling_mode == PoolingMode.LOCAL_AVG_POOLING and not self.is_transpose
@@ -72,12 +71,6 @@ class MinkowskiPoolingBase(MinkowskiModuleBase):
     def extra_repr(self) -> str:
         g = self.kernel_generator
         return f"kernel_size={list(g.kernel_size)}, stride={list(g.kernel_stride)}, dilation={list(g.kernel_dilation)}"
-
-
-def _lowest_where_empty(out: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
-    """MinkowskiEngine leaves a max-pooled output without neighbours at the dtype's lowest value."""
-    count = torch.bincount(kmap.out_idx.long(), minlength=kmap.num_out)
-    return out.masked_fill((count == 0).unsqueeze(1), torch.finfo(out.dtype).min)
 
 
 class MinkowskiMaxPooling(MinkowskiPoolingBase):

@@ -52,6 +52,16 @@ def max_pool(feats: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
     return MaxPoolFunction.apply(feats, kmap)
 
 
+def lowest_where_empty(out: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+    """MinkowskiEngine leaves a max-pooled output without neighbours at the dtype's lowest value.
+
+    An output can lack neighbours on given coordinates, or when the kernel is smaller than the
+    stride; the max-pool kernels leave such rows at 0.
+    """
+    count = torch.bincount(kmap.out_idx.long(), minlength=kmap.num_out)
+    return out.masked_fill((count == 0).unsqueeze(1), torch.finfo(out.dtype).min)
+
+
 def sum_pool(feats: torch.Tensor, kmap: KernelMap, average: bool) -> torch.Tensor:
     """Sum (or mean, dividing by each output's neighbour count) of neighbour features [N_out, C]."""
     out = feats.new_zeros((kmap.num_out, feats.shape[1]))
