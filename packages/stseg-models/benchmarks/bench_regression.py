@@ -23,13 +23,15 @@ coordinates, features, labels and weights for both trees), one torch thread, OMP
 
 Only API present in both trees is used (checked against fbdadfe). Rounds alternate the trees
 (base, head, base, head, ...) so that load on a shared machine hits both alike; each child times
-one warm-up plus ``--repeats`` runs per section. Reported per section and tree: the median over
-rounds of each child's median wall time (layers: 5 timed runs at least), the median CPU time (process time, robust when the core
-is shared), the ratios head/base, the spread of the round medians (noise) and the ratio of the fastest CPU
-times ("min ratio": interference from other processes only ever adds time). The verdict needs
-both the median CPU ratio beyond max(10 %, its noise) and the min ratio beyond 10 %. Memory: per section
-the peak RSS while it ran (VmHWM, reset before each section through /proc/self/clear_refs), the
-child's overall VmHWM, and, for every forward, the bytes of tensors autograd saved for backward
+one warm-up plus ``--repeats`` runs per section (layers: 5 at least). Reported per section and
+tree: the median over rounds of each child's median wall time, the median CPU time (process time,
+robust when the core is shared), the ratios head/base, the spread of the round medians (noise)
+and the ratio of the fastest CPU times ("min ratio": interference from other processes only ever
+adds time). The verdict needs both the median CPU ratio beyond max(10 %, its noise) and the min
+ratio beyond 10 %. The median minor page faults per run ("flt") and system seconds tell allocator
+effects (fresh pages touched) from slower computation. Memory: per section the peak RSS while it
+ran (VmHWM, reset before each section through /proc/self/clear_refs), the child's overall VmHWM,
+and, for every forward, the bytes of tensors autograd saved for backward
 (deterministic; torch tracks no CPU allocator peak). Outputs, input gradients and weight gradients
 of both trees are compared row-for-row after sorting by coordinates (max |head - base| /
 max |base|), and each tree's later rounds against its first (determinism).
@@ -41,6 +43,7 @@ import argparse
 import gc
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -100,6 +103,10 @@ def summarize(rounds: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
                 "spread": spread(walls),
                 "cpu_spread": spread(cpus),
                 "cpu_min_s": min(min(s["cpu"]) for s in secs),
+                "sys_s": statistics.median(statistics.median(s.get("sys", [0.0])) for s in secs),
+                "minor_faults": statistics.median(
+                    statistics.median(s.get("minor_faults", [0])) for s in secs
+                ),
                 "peak_rss_mib": max(s["peak_rss_mib"] for s in secs),
                 "saved_mib": secs[0].get("saved_mib"),
             }
@@ -148,11 +155,12 @@ def compare_outputs(head: dict[str, np.ndarray], base: dict[str, np.ndarray]) ->
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """The stdout table: times in ms, memory in MiB."""
+    """The stdout table: times in ms, memory in MiB, minor page faults per run ("flt")."""
     head = (
         f"{'section':<26}{'base ms':>9}{'head ms':>9}{'ratio':>7}{'noise':>7}"
         f"{'cpu ratio':>10}{'cpu noise':>10}{'min ratio':>10}"
-        f"{'base RSS':>10}{'head RSS':>10}{'base saved':>11}{'head saved':>11}  verdict"
+        f"{'base RSS':>10}{'head RSS':>10}{'base saved':>11}{'head saved':>11}"
+        f"{'base flt':>9}{'head flt':>9}  verdict"
     )
     lines = [head, "-" * len(head)]
 
@@ -166,7 +174,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"{r['ratio']:>7.3f}{r['noise'] * 100:>6.1f}%"
             f"{r['cpu_ratio']:>10.3f}{r['cpu_noise'] * 100:>9.1f}%{r['cpu_min_ratio']:>10.3f}"
             f"{mib(b['peak_rss_mib']):>10}{mib(h['peak_rss_mib']):>10}"
-            f"{mib(b['saved_mib']):>11}{mib(h['saved_mib']):>11}  {r['verdict']}"
+            f"{mib(b['saved_mib']):>11}{mib(h['saved_mib']):>11}"
+            f"{b.get('minor_faults', 0):>9.0f}{h.get('minor_faults', 0):>9.0f}  {r['verdict']}"
         )
     return "\n".join(lines)
 
@@ -198,23 +207,33 @@ class Sections:
         self.peak_mib = _status_mib("VmHWM")  # imports and data, before the first reset
 
     def run(self, runs: int, steps: dict[str, Callable[[], Any]]) -> None:
-        """`runs` rounds of the steps in order (e.g. forward then backward); warm-up included."""
+        """`runs` rounds of the steps in order (e.g. forward then backward); warm-up included.
+
+        Beside wall and CPU seconds: the system part of the CPU time and the minor page faults of
+        each run, which tell allocator effects (fresh pages touched) from slower computation.
+        """
         gc.collect()
         self.peak_mib = max(self.peak_mib, _status_mib("VmHWM"))
         reset = _reset_peak()
-        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in steps}
+        samples: dict[str, list[tuple[float, float, float, int]]] = {name: [] for name in steps}
         for _ in range(runs):
             for name, step in steps.items():
+                before = resource.getrusage(resource.RUSAGE_SELF)
                 start, start_cpu = time.perf_counter(), time.process_time()
                 step()
-                samples[name].append((time.perf_counter() - start, time.process_time() - start_cpu))
+                wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+                after = resource.getrusage(resource.RUSAGE_SELF)
+                sys_s = after.ru_stime - before.ru_stime
+                samples[name].append((wall, cpu, sys_s, after.ru_minflt - before.ru_minflt))
         peak = _status_mib("VmHWM")
         self.peak_mib = max(self.peak_mib, peak)
         for name, runs_ in samples.items():
             kept = runs_[1:] if len(runs_) > 1 else runs_
             self.results[name] = {
-                "wall": [w for w, _ in kept],
-                "cpu": [c for _, c in kept],
+                "wall": [r[0] for r in kept],
+                "cpu": [r[1] for r in kept],
+                "sys": [r[2] for r in kept],
+                "minor_faults": [r[3] for r in kept],
                 "peak_rss_mib": peak if reset else None,
                 "saved_mib": None,
             }
@@ -521,9 +540,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     head = args.head_src.resolve()
     try:
         head_rev = git("rev-parse", "HEAD", cwd=head)
-        dirty = bool(git("status", "--porcelain", "--", "packages", cwd=head))
+        # uncommitted edits of the measured code (the working tree is what runs)
+        status = git("status", "--porcelain", "--", "packages/*/src/*", cwd=head)
+        dirty = [line[3:] for line in status.splitlines()]
     except (subprocess.CalledProcessError, OSError):
-        head_rev, dirty = "unknown", False
+        head_rev, dirty = "unknown", []
     try:
         report = compare_trees(args, base, head)
     finally:
@@ -531,7 +552,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             subprocess.run(["git", "worktree", "remove", "--force", str(created)], cwd=REPO)
             shutil.rmtree(created, ignore_errors=True)
     report |= {"base": {"src": str(base), "commit": base_rev}}
-    report |= {"head": {"src": str(head), "commit": head_rev, "dirty_packages": dirty}}
+    report |= {"head": {"src": str(head), "commit": head_rev, "uncommitted_src": dirty}}
     write_json(args.json, report)
 
 
