@@ -174,10 +174,12 @@ def preprocess(raw, out, semantic_weights) -> None:
               default=None, help="Clustering strategy (default cell).")  # fmt: skip
 @click.option("--threads", type=int, default=None,
               help="Torch CPU threads (default: each recipe's); may change on --resume.")  # fmt: skip
+@click.option("--no-progress", is_flag=True,
+              help="Log lines instead of progress bars (e.g. when the output goes to a file).")  # fmt: skip
 @click.option("--no-view", is_flag=True,
               help="Skip the PNG / HTML views (they need stseg-viz).")  # fmt: skip
 def demo(out, resume, semantic_weights, rooms, semantic_max_iter, semantic_sets, recipe,
-         max_iter, save_freq, strategy, threads, no_view) -> None:  # fmt: skip
+         max_iter, save_freq, strategy, threads, no_progress, no_view) -> None:  # fmt: skip
     """From nothing: synthetic rooms, semantic training, SSEN training, AP on held-out rooms.
 
     Writes OUT/metrics.json (AP / AP50 / AP25 with predicted and with ground-truth semantics,
@@ -189,7 +191,7 @@ def demo(out, resume, semantic_weights, rooms, semantic_max_iter, semantic_sets,
         semantic_weights=semantic_weights, rooms=rooms, semantic_max_iter=semantic_max_iter,
         semantic_sets=tuple(semantic_sets) or None, recipe=recipe, max_iter=max_iter,
         save_freq=save_freq, strategy=strategy, threads=threads,
-        view=False if no_view else None,
+        view=False if no_view else None, progress=False if no_progress else None,
     )  # fmt: skip
     metrics = run_demo(out, given, resume=resume)
     click.echo(format_summary(metrics))

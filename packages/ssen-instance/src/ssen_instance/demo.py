@@ -44,7 +44,7 @@ STAGES_FILE = "stages.json"
 METRICS_FILE = "metrics.json"
 STAGES = ("data", "semantic", "preprocess", "instance", "evaluate", "example")
 # Settings that may differ when a demo is resumed: they change how fast it runs, not what it makes.
-RUNTIME_SETTINGS = ("threads",)
+RUNTIME_SETTINGS = ("threads", "progress")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +61,7 @@ class DemoSettings:
     strategy: str = "cell"
     threads: int | None = None
     view: bool = True
+    progress: bool = True  # bars with ETA; off: log lines (for logs that are files, not terminals)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -180,6 +181,8 @@ def _sets(settings: DemoSettings) -> list[str]:
         sets += [f"synthetic_train_scenes={settings.rooms - val}", f"synthetic_val_scenes={val}"]
     if settings.threads is not None:
         sets.append(f"threads={settings.threads}")
+    if not settings.progress:
+        sets.append("progress=false")
     return sets + list(settings.semantic_sets)
 
 
@@ -189,7 +192,7 @@ def stage_data(run: Path, settings: DemoSettings) -> dict[str, Any]:
 
     config = semantic_config(run, settings)
     scenes = config.synthetic_train_scenes + config.synthetic_val_scenes
-    make_synthetic_dataset(run / "data", scenes, config.seed, progress=True)
+    make_synthetic_dataset(run / "data", scenes, config.seed, progress=settings.progress)
     val = _val_names(run)
     return {
         "rooms": scenes,
@@ -231,14 +234,14 @@ def stage_semantic(run: Path, settings: DemoSettings) -> dict[str, Any]:
     }
 
 
-def stage_preprocess(run: Path, weights: str) -> dict[str, Any]:
+def stage_preprocess(run: Path, settings: DemoSettings, weights: str) -> dict[str, Any]:
     """Stage 3: SSEN scene files, train/val by the generator's split, built in scenes.partial."""
     from ssen_instance.scenes import SUFFIX, preprocess_scannet
 
     final, partial = run / "scenes", run / "scenes.partial"
     shutil.rmtree(partial, ignore_errors=True)
     preprocess_scannet(
-        run / "data" / "raw", partial / "all", semantic_weights=weights, progress=True
+        run / "data" / "raw", partial / "all", semantic_weights=weights, progress=settings.progress
     )
     val = set(_val_names(run))
     counts = {"train": 0, "val": 0}
@@ -261,7 +264,7 @@ def stage_instance(run: Path, settings: DemoSettings, weights: str) -> dict[str,
     from stseg_train.run import CONFIG_NAME
 
     out = run / "instance"
-    overrides = {
+    overrides: dict[str, Any] = {
         "max_iter": settings.max_iter,
         "save_freq": settings.save_freq,
         "threads": settings.threads,
@@ -274,7 +277,7 @@ def stage_instance(run: Path, settings: DemoSettings, weights: str) -> dict[str,
             run / "scenes" / "train", out, recipe=settings.recipe, semantic_weights=weights,
             **overrides,
         )  # fmt: skip
-    config.progress = True  # the recipe logs lines; the demo shows a bar with an ETA
+    config.progress = settings.progress  # the recipe logs lines; the demo shows a bar with ETA
     state = train_instance(config, resume=resuming)
     return {
         "checkpoint": str(out / "instance.pt"),
@@ -294,14 +297,17 @@ def _segmenter(settings: DemoSettings, weights: str, run: Path):
 
 def stage_evaluate(run: Path, settings: DemoSettings, weights: str) -> dict[str, Any]:
     """Stage 5: AP on the held-out rooms, predicted and ground-truth semantics."""
-    from ssen_instance.pipeline import evaluate_path
+    from ssen_instance.pipeline import SemanticSource, evaluate_path
 
     segmenter = _segmenter(settings, weights, run)
-    report = {}
-    for source, folder in (("predict", "predicted"), ("gt", "gt")):
+    report: dict[str, Any] = {}
+    sources: tuple[tuple[SemanticSource, str], ...] = (("predict", "predicted"), ("gt", "gt"))
+    for source, folder in sources:
         out = run / "eval" / folder
         tic = time.perf_counter()
-        evaluate_path(run / "scenes" / "val", segmenter, out=out, semantic=source, progress=True)
+        evaluate_path(
+            run / "scenes" / "val", segmenter, out=out, semantic=source, progress=settings.progress
+        )
         report[f"seconds_{folder}"] = round(time.perf_counter() - tic, 1)
         report[folder] = str(out / "metrics.json")
     return report
@@ -399,7 +405,7 @@ def run_demo(
     ledger = StageLedger(run / STAGES_FILE)
     ledger.run("data", lambda: stage_data(run, settings))
     weights = ledger.run("semantic", lambda: stage_semantic(run, settings))["weights"]
-    ledger.run("preprocess", lambda: stage_preprocess(run, weights))
+    ledger.run("preprocess", lambda: stage_preprocess(run, settings, weights))
     ledger.run("instance", lambda: stage_instance(run, settings, weights))
     ledger.run("evaluate", lambda: stage_evaluate(run, settings, weights))
     ledger.run("example", lambda: stage_example(run, settings, weights))
