@@ -200,8 +200,10 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(name="demo-instance")
 def demo_instance(session: nox.Session) -> None:
-    """SSEN instance segmentation from nothing: synthetic rooms, semantic and embedding training,
-    AP / AP50 / AP25 on the held-out rooms, one room in the benchmark format with PNG / HTML views.
+    """SSEN instance segmentation from nothing: generate, train both networks, AP, render a room.
+
+    Synthetic rooms, semantic and embedding training, AP / AP50 / AP25 on the held-out rooms (with
+    predicted and with ground-truth semantics), one room in the benchmark format with PNG / HTML.
 
     Writes runs/demo-instance (or the folder given first after `--`; further arguments go to
     `ssen-instance demo`, e.g. `-- runs/x --max-iter 40`); an existing folder is refused, not
