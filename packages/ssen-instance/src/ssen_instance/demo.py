@@ -24,7 +24,6 @@ two trainings continue from their newest checkpoint (stseg-train's resume), the 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -32,110 +31,20 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ssen_instance.demo_settings import DemoSettings, open_demo_dir
 from ssen_instance.errors import InstanceInputError
 from stseg_data.atomic import atomic_write
 
+if TYPE_CHECKING:
+    from stseg_train.config import TrainConfig
+
 log = logging.getLogger(__name__)
 
-SETTINGS_FILE = "demo.json"
 STAGES_FILE = "stages.json"
 METRICS_FILE = "metrics.json"
 STAGES = ("data", "semantic", "preprocess", "instance", "evaluate", "example")
-# Settings that may differ when a demo is resumed: they change how fast it runs, not what it makes.
-RUNTIME_SETTINGS = ("threads", "progress")
-
-
-@dataclasses.dataclass(frozen=True)
-class DemoSettings:
-    """What a demo makes. None: the recipe's value (rooms: the semantic main job's 100)."""
-
-    rooms: int | None = None
-    semantic_weights: str | None = None
-    semantic_max_iter: int | None = None
-    semantic_sets: tuple[str, ...] = ()  # extra `stseg-train --set KEY=VALUE` of the semantic job
-    recipe: str = "synthetic-cpu"
-    max_iter: int | None = None
-    save_freq: int | None = None
-    strategy: str = "cell"
-    threads: int | None = None
-    view: bool = True
-    progress: bool = True  # bars with ETA; off: log lines (for logs that are files, not terminals)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["semantic_sets"] = list(self.semantic_sets)
-        return out
-
-
-def open_demo_dir(run: Path, given: dict[str, Any], *, resume: bool) -> DemoSettings:
-    """The settings of the demo in `run` (new: `given` on the defaults; resumed: the saved ones).
-
-    A new demo refuses an existing non-empty folder; `--resume` needs a demo folder, and refuses
-    settings given now that differ from the saved ones (they would not make the same demo), except
-    the `RUNTIME_SETTINGS`.
-    """
-    given = {k: v for k, v in given.items() if v is not None}
-    if "semantic_sets" in given:
-        given["semantic_sets"] = tuple(given["semantic_sets"])
-    if "semantic_weights" in given:
-        given["semantic_weights"] = str(Path(given["semantic_weights"]).resolve())
-    saved_path = run / SETTINGS_FILE
-    if not resume:
-        if run.exists() and (not run.is_dir() or any(run.iterdir())):
-            raise InstanceInputError(
-                f"{run}: already exists; pass --resume to continue that demo, or choose another --out"
-            )
-        settings = DemoSettings(**given)
-        _check(settings)
-        run.mkdir(parents=True, exist_ok=True)
-        with atomic_write(saved_path, "w") as handle:
-            json.dump(settings.to_dict(), handle, indent=2)
-        return settings
-    if not saved_path.is_file():
-        raise InstanceInputError(f"--resume {run}: not a demo folder (no {SETTINGS_FILE})")
-    try:
-        saved = json.loads(saved_path.read_text())
-        saved["semantic_sets"] = tuple(saved.get("semantic_sets", ()))
-        settings = DemoSettings(**saved)
-    except (json.JSONDecodeError, TypeError) as error:
-        raise InstanceInputError(f"{saved_path}: unreadable demo settings ({error})") from None
-    changed = [
-        f"--{key.replace('_', '-')} {value!r} (the demo has {getattr(settings, key)!r})"
-        for key, value in given.items()
-        if key not in RUNTIME_SETTINGS and getattr(settings, key) != value
-    ]
-    if changed:
-        raise InstanceInputError(
-            f"--resume {run}: settings differ from the demo's: {'; '.join(changed)}"
-        )
-    runtime = {key: given[key] for key in RUNTIME_SETTINGS if key in given}
-    return dataclasses.replace(settings, **runtime)
-
-
-def _check(settings: DemoSettings) -> None:
-    from ssen_instance.grouping import STRATEGIES
-    from ssen_instance.train import RECIPES
-
-    if settings.recipe not in RECIPES:
-        raise InstanceInputError(
-            f"--recipe {settings.recipe}: unknown; choose one of {', '.join(RECIPES)}"
-        )
-    if settings.strategy not in STRATEGIES:
-        raise InstanceInputError(
-            f"--strategy {settings.strategy}: unknown; choose one of {', '.join(STRATEGIES)}"
-        )
-    for name in ("rooms", "semantic_max_iter", "max_iter", "save_freq", "threads"):
-        value = getattr(settings, name)
-        if value is not None and value < 1:
-            raise InstanceInputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if settings.rooms is not None and settings.rooms < 5:
-        raise InstanceInputError(
-            f"--rooms {settings.rooms}: needs at least 5 (one room in five is held out)"
-        )
-    if settings.semantic_weights and not Path(settings.semantic_weights).is_file():
-        raise InstanceInputError(f"--semantic-weights {settings.semantic_weights}: file not found")
 
 
 class StageLedger:
@@ -164,7 +73,7 @@ class StageLedger:
         return report
 
 
-def semantic_config(run: Path, settings: DemoSettings):
+def semantic_config(run: Path, settings: DemoSettings) -> TrainConfig:
     """The semantic main job's resolved config for this demo (also fixes the rooms and seed)."""
     from stseg_train.config import resolve_config
 
