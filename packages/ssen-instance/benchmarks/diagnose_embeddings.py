@@ -128,9 +128,14 @@ def main() -> None:
     ap.add_argument("--semantic-weights", default=None)
     ap.add_argument("--json", default=None)
     ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--sweep-gt", action="store_true", help="the sweep also on ground truth")
     ap.add_argument("--point", action="store_true")
     ap.add_argument("--min-cluster-size", type=int, default=200)
     ap.add_argument("--cluster-epsilon", type=float, default=0.5)
+    ap.add_argument("--cell", type=int, default=3)
+    ap.add_argument("--score", default="vote", choices=("vote", "vote_membership", "vote_size"))
+    ap.add_argument("--class-hypotheses", type=int, default=1)
+    ap.add_argument("--class-min-share", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -146,9 +151,15 @@ def main() -> None:
     base = GroupingConfig(
         params=ClusterParams(
             min_cluster_size=args.min_cluster_size, cluster_selection_epsilon=args.cluster_epsilon
-        )
+        ),
+        cell=args.cell,
+        score=args.score,
+        class_hypotheses=args.class_hypotheses,
+        class_min_share=args.class_min_share,
     )
-    grid = [(m, e) for m in (50, 100, 200, 400) for e in (0.25, 0.5, 0.75, 1.0)]
+    # one parameter at a time around the default (a full grid is 4x slower on a busy core)
+    grid = [(m, args.cluster_epsilon) for m in (50, 100, 400, 800)]
+    grid += [(args.min_cluster_size, e) for e in (0.25, 0.75, 1.0)]
     if not args.sweep:
         grid = []
 
@@ -156,7 +167,7 @@ def main() -> None:
     pairs: dict[str, list] = {
         "predicted": [], "predicted_oracle": [], "gt": [], "gt_oracle": [], "point_predicted": []
     }  # fmt: skip
-    cells = (1, 2, 3, 4, 5) if args.sweep else ()
+    cells = (2, 4, 5) if args.sweep else ()
     cell_pairs: dict[str, list] = {f"cell{c}": [] for c in cells}
     sweep_pairs: dict[str, list] = {f"{m}/{e}": [] for m, e in grid}
     sweep_pred: dict[str, list] = {f"{m}/{e}": [] for m, e in grid}
@@ -206,9 +217,10 @@ def main() -> None:
                 base,
                 params=replace(base.params, min_cluster_size=m, cluster_selection_epsilon=e),
             )
-            sweep_pairs[f"{m}/{e}"].append(
-                (gt_ids, to_nyu40(group_instances(emb, v_sem, inv, cfg, coords)))
-            )
+            if args.sweep_gt:
+                sweep_pairs[f"{m}/{e}"].append(
+                    (gt_ids, to_nyu40(group_instances(emb, v_sem, inv, cfg, coords)))
+                )
         if sem_model is not None:
             shared = math.isclose(sem_spec.voxel_size, spec.voxel_size)
             pred_sem = semantic_pass(
@@ -289,6 +301,10 @@ def main() -> None:
             "strategy": base.strategy,
             "min_cluster_size": args.min_cluster_size,
             "epsilon": args.cluster_epsilon,
+            "cell": args.cell,
+            "score": args.score,
+            "class_hypotheses": args.class_hypotheses,
+            "class_min_share": args.class_min_share,
         },
         "spread": {"all": every, "per_class": per_class},
         "loss": {
@@ -308,7 +324,7 @@ def main() -> None:
                 )
             },
             "sweep_gt_semantics": {
-                k: _summary(evaluate_instances(v)) for k, v in sweep_pairs.items()
+                k: _summary(evaluate_instances(v)) for k, v in sweep_pairs.items() if v
             },
             "sweep_predicted": {
                 k: _summary(evaluate_instances(v)) for k, v in sweep_pred.items() if v

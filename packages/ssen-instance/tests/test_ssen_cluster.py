@@ -9,7 +9,7 @@ from ssen_instance.cluster import ClusterParams, hdbscan_clusters, instances_fro
 from ssen_instance.errors import InstanceInputError
 from ssen_instance.grouping import GroupingConfig, group_instances
 
-CHAIR, TABLE, WALL = 4, 6, 0  # training ids
+CHAIR, SOFA, TABLE, WALL = 4, 5, 6, 0  # training ids
 
 
 def _blobs(
@@ -94,6 +94,41 @@ def test_instances_from_clusters_majority_and_score() -> None:
         np.zeros(3), np.array([WALL, 255, WALL]), allowed_labels=(CHAIR,)
     )
     assert len(only_wall) == 0
+
+
+def test_class_hypotheses_repeat_the_mask_with_the_next_classes() -> None:
+    # cluster 0: 6 chair, 3 table, 1 sofa votes; cluster 1: all table
+    cluster = np.array([0] * 10 + [1] * 4)
+    sem = np.array([CHAIR] * 6 + [TABLE] * 3 + [SOFA] + [TABLE] * 4)
+    one = instances_from_clusters(cluster, sem)
+    assert one.labels.tolist() == [CHAIR, TABLE] and one.scores == pytest.approx([0.6, 1.0])
+    three = instances_from_clusters(cluster, sem, hypotheses=3)
+    assert three.labels.tolist() == [CHAIR, TABLE, TABLE, SOFA]
+    assert three.scores == pytest.approx([0.6, 1.0, 0.3, 0.1])
+    assert [m.tolist() for m in three.masks[2:]] == [list(range(10))] * 2
+    # a share at or under min_share is not repeated (and no class with zero votes ever is)
+    some = instances_from_clusters(cluster, sem, hypotheses=3, min_share=0.1)
+    assert some.labels.tolist() == [CHAIR, TABLE, TABLE]
+    with pytest.raises(InstanceInputError, match="hypotheses"):
+        instances_from_clusters(cluster, sem, hypotheses=0)
+    with pytest.raises(InstanceInputError, match="class_hypotheses"):
+        GroupingConfig(class_hypotheses=0)
+
+
+def test_size_score_ranks_fragments_below_whole_objects() -> None:
+    # a 200-point object with vote share 0.9 and a 20-point fragment with share 1
+    cluster = np.array([0] * 200 + [1] * 20)
+    sem = np.array([CHAIR] * 180 + [TABLE] * 20 + [CHAIR] * 20)
+    plain = instances_from_clusters(cluster, sem)
+    sized = instances_from_clusters(cluster, sem, size_score=True)
+    assert plain.scores == pytest.approx([0.9, 1.0])
+    assert sized.scores == pytest.approx([0.9 * np.log(200), 1.0 * np.log(20)])
+    assert sized.scores[0] > sized.scores[1]
+    rng = np.random.default_rng(2)
+    emb, truth = _blobs(rng, [150, 150])
+    config = GroupingConfig("voxel", ClusterParams(min_cluster_size=100), score="vote_size")
+    inst = group_instances(emb, np.array([CHAIR, TABLE])[truth], config=config)
+    assert inst.scores == pytest.approx([np.log(150)] * 2)
 
 
 @pytest.mark.parametrize("strategy", ["point", "voxel", "voxel_class", "cell"])

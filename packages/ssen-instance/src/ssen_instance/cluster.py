@@ -112,6 +112,9 @@ def instances_from_clusters(
     probabilities: np.ndarray | None = None,
     *,
     allowed_labels: tuple[int, ...] | None = None,
+    hypotheses: int = 1,
+    min_share: float = 0.0,
+    size_score: bool = False,
 ) -> Instances:
     """Instances from a dense cluster map.
 
@@ -122,7 +125,16 @@ def instances_from_clusters(
     Each instance's label is the majority vote of its points (ties -> lowest id), and its score is
     (fraction of the points voting for that label) x (mean membership probability).
     Clusters with no valid vote are dropped.
+    hypotheses > 1: a cluster also yields its mask again with each of its next most voted classes
+    (up to `hypotheses` classes in all, each voted for by more than `min_share` of its points),
+    scored the same way (the ScanNet benchmark allows overlapping masks; a semantic network that
+    splits an object between two classes then still gets it right in one of them).
+    size_score: scores are multiplied by log(points of the cluster), so that the fragments of an
+    over-split object (small, every point voting for one class, vote share 1) rank below whole
+    objects.
     """
+    if hypotheses < 1:
+        raise InstanceInputError(f"hypotheses must be >= 1, got {hypotheses}")
     cluster_ids = np.asarray(cluster_ids, dtype=np.int64)
     semantic = np.asarray(semantic, dtype=np.int64)
     n = cluster_ids.size
@@ -147,8 +159,25 @@ def instances_from_clusters(
     prob_mean = np.bincount(cid[member], weights=prob[member], minlength=c) / sizes
     label = votes.argmax(axis=1)
     keep = votes.max(axis=1) > 0
+    if size_score:
+        prob_mean = prob_mean * np.log(np.maximum(sizes, 1))
     score = votes.max(axis=1) / sizes * prob_mean
     old_to_new = np.full(c, -1, dtype=np.int64)
     old_to_new[keep] = np.arange(int(keep.sum()))
     dense = np.where(cid >= 0, old_to_new[np.maximum(cid, 0)], -1)
-    return Instances.from_ids(dense, label[keep], score[keep])
+    primary = Instances.from_ids(dense, label[keep], score[keep])
+    if hypotheses == 1:
+        return primary
+    masks, labels, scores = list(primary.masks), list(primary.labels), list(primary.scores)
+    kept = np.flatnonzero(keep)
+    # classes by decreasing votes (stable: ties keep the lower id first, like argmax)
+    order = np.argsort(-votes[kept], axis=1, kind="stable")[:, 1:hypotheses]
+    for row, cluster in enumerate(kept):
+        for cls in order[row]:
+            share = votes[cluster, cls] / sizes[cluster]
+            if votes[cluster, cls] == 0 or share <= min_share:
+                break
+            masks.append(primary.masks[row])
+            labels.append(int(cls))
+            scores.append(share * prob_mean[cluster])
+    return Instances(masks, np.asarray(labels), np.asarray(scores), n)

@@ -36,8 +36,8 @@ from stseg_data.labels import SCANNET_INSTANCE_CLASS_IDS
 
 Strategy = Literal["point", "voxel", "voxel_class", "cell"]
 STRATEGIES: tuple[str, ...] = ("point", "voxel", "voxel_class", "cell")
-Score = Literal["vote", "vote_membership"]
-SCORES: tuple[str, ...] = ("vote", "vote_membership")
+Score = Literal["vote", "vote_membership", "vote_size"]
+SCORES: tuple[str, ...] = ("vote", "vote_membership", "vote_size")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,15 @@ class GroupingConfig:
     # Confidence of an instance: the share of its points voting for its class ("vote"), or that
     # times its mean HDBSCAN membership ("vote_membership"). Measured on the held-out synthetic
     # scenes, the membership only adds noise to the ranking (AP50 0.426 vs 0.399, see README).
+    # "vote_size": the vote share times log(points): over-split fragments have vote share 1 and
+    # outrank whole objects otherwise (measured on the 20 held-out rooms, 700-iteration run:
+    # AP50 0.501 -> 0.640 with predicted semantics, 0.734 -> 0.823 with ground-truth ones).
     score: Score = "vote"
+    # Classes per cluster (`instances_from_clusters`): 1 is the original (the majority class);
+    # more emits the mask again with the next most voted classes (share > class_min_share),
+    # which recovers objects the semantic network splits between two classes.
+    class_hypotheses: int = 1
+    class_min_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -64,6 +72,12 @@ class GroupingConfig:
             )
         if self.cell < 1:
             raise InstanceInputError(f"cell must be >= 1 voxel, got {self.cell}")
+        if self.class_hypotheses < 1:
+            raise InstanceInputError(f"class_hypotheses must be >= 1, got {self.class_hypotheses}")
+        if not 0.0 <= self.class_min_share < 1.0:
+            raise InstanceInputError(
+                f"class_min_share must be in [0, 1), got {self.class_min_share}"
+            )
 
 
 def _scaled(params: ClusterParams, points_per_voxel: float) -> ClusterParams:
@@ -150,7 +164,7 @@ def group_instances(
         membership = np.zeros(n)
         membership[fg_point] = prob
         return instances_from_clusters(
-            cluster, sem[inv], _membership(membership, cfg), allowed_labels=cfg.instance_classes
+            cluster, sem[inv], _membership(membership, cfg), **_vote_args(cfg)
         )
 
     counts = np.bincount(inv, minlength=m)
@@ -177,8 +191,17 @@ def group_instances(
         voxel_cluster[inv],
         sem[inv],
         _membership(voxel_prob[inv], cfg),
-        allowed_labels=cfg.instance_classes,
+        **_vote_args(cfg),
     )
+
+
+def _vote_args(cfg: GroupingConfig) -> dict:
+    return {
+        "allowed_labels": cfg.instance_classes,
+        "hypotheses": cfg.class_hypotheses,
+        "min_share": cfg.class_min_share,
+        "size_score": cfg.score == "vote_size",
+    }
 
 
 def _membership(prob: np.ndarray, cfg: GroupingConfig) -> np.ndarray | None:
