@@ -542,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         head_rev = git("rev-parse", "HEAD", cwd=head)
         # uncommitted edits of the measured code (the working tree is what runs)
         status = git("status", "--porcelain", "--", "packages/*/src/*", cwd=head)
-        dirty = [line[3:] for line in status.splitlines()]
+        dirty = [line.split(maxsplit=1)[1] for line in status.splitlines()]
     except (subprocess.CalledProcessError, OSError):
         head_rev, dirty = "unknown", []
     try:
