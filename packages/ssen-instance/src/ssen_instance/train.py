@@ -142,7 +142,11 @@ RECIPES: dict[str, dict[str, Any]] = {
         "voxel_size": 0.05,
         "lr": 1e-3,
         "batch_size": 2,
-        "max_iter": 700,  # measured: 19 min 58 s on one core, AP50 0.512
+        # measured: 19 min 58 s on one core, AP50 0.512 (17 min 39 s, AP50 0.501 on 2026-12-03).
+        # A poly decay over 750 steps (19 min 34 s) was no better (AP50 0.514; with the
+        # `vote_size` score 0.633 vs 0.640), nor 10 cm voxels (1400 steps in 12.5 min: HDBSCAN's
+        # per-cell minimum size then over-splits, AP50 0.36-0.60); benchmarks/diagnose_embeddings.py
+        "max_iter": 700,
         "save_freq": 150,
         "step_size": 10000,
         "bn_momentum": 0.1,
