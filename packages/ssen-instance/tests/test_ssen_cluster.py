@@ -71,13 +71,15 @@ def test_score_is_the_vote_share_unless_membership_is_asked_for() -> None:
     sem = np.array([CHAIR, TABLE])[truth]
     sem[:30] = TABLE  # 30 of the chair's 150 voxels predicted table: vote share 0.8
     params = ClusterParams(min_cluster_size=100)
-    vote = group_instances(emb, sem, config=GroupingConfig("voxel", params))
+    vote = group_instances(emb, sem, config=GroupingConfig("voxel", params, score="vote"))
     both = group_instances(
         emb, sem, config=GroupingConfig("voxel", params, score="vote_membership")
     )
     assert sorted(vote.scores.tolist()) == pytest.approx([0.8, 1.0])
     assert [m.tolist() for m in vote.masks] == [m.tolist() for m in both.masks]
     assert (both.scores <= vote.scores + 1e-12).all()
+    # the default ranks by vote share x log(points) (over-split fragments no longer outrank objects)
+    assert GroupingConfig().score == "vote_size"
 
 
 def test_instances_from_clusters_majority_and_score() -> None:
