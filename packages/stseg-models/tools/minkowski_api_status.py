@@ -13,7 +13,7 @@ difference from the lists below is printed. A name's status is
 * ``not supported``: absent.
 
 "Compat-checked" means the name appears as an identifier in a ``minkowski``-marked test module
-(``tests/test_sparse_compat*.py``), i.e. the compat suite exercises it against MinkowskiEngine.
+(``tests/test_sparse_compat*.py``, ``tests/test_minkowski_compat*.py``), i.e. the compat suite exercises it against MinkowskiEngine.
 Exits 1 when a name is missing.
 """
 
@@ -28,6 +28,7 @@ from pathlib import Path
 from types import ModuleType
 
 TESTS_DIR = Path(__file__).resolve().parents[1] / "tests"
+COMPAT_TEST_GLOBS = ("test_sparse_compat*.py", "test_minkowski_compat*.py")
 
 # MinkowskiEngine 0.5.4 __init__.py, in its import order (os, sys, warnings, torch left out).
 ME_TOP_LEVEL = [
@@ -195,7 +196,9 @@ def compat_checked(name: str, tests_dir: Path = TESTS_DIR) -> bool:
     """Whether `name` appears as an identifier in a compat test module."""
     pattern = re.compile(rf"(?<![\w]){re.escape(name)}(?![\w])")
     return any(
-        pattern.search(p.read_text()) for p in sorted(tests_dir.glob("test_sparse_compat*.py"))
+        pattern.search(p.read_text())
+        for glob in COMPAT_TEST_GLOBS
+        for p in sorted(tests_dir.glob(glob))
     )
 
 

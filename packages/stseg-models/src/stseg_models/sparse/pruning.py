@@ -73,7 +73,8 @@ def _backward(ctx: Any, grad_out: torch.Tensor) -> torch.Tensor:
 class MinkowskiPruningFunction(torch.autograd.Function):
     """apply(in_feat [N, C], mask bool [N], in_coords_key, out_coords_key=None, coords_manager) -> [M, C].
 
-    A fresh or absent `out_coords_key` registers the pruned set (the manager's newest key); the
+    A fresh or absent `out_coords_key` registers the pruned set (the manager's newest key); an
+    unset placeholder key (``CoordinateMapKey(D + 1)``) is set to it, as in MinkowskiEngine. The
     gradient of a removed row is zero.
     """
 
@@ -93,7 +94,9 @@ class MinkowskiPruningFunction(torch.autograd.Function):
                 f"features have {in_feat.shape[0]} rows but coordinate set {in_coords_key} has "
                 f"{coords_manager.size(in_coords_key)}"
             )
-        _, kept = prune_key(coords_manager, in_coords_key, mask, out_coords_key)
+        key, kept = prune_key(coords_manager, in_coords_key, mask, out_coords_key)
+        if out_coords_key is not None and not out_coords_key.is_key_set():
+            out_coords_key._assign(key)  # MinkowskiEngine fills in the caller's placeholder key
         return _forward(ctx, in_feat, kept)
 
     @staticmethod

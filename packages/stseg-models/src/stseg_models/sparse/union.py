@@ -99,8 +99,8 @@ class MinkowskiUnionFunction(torch.autograd.Function):
 
     ``out_coords_key=None`` (or a key the manager does not hold: MinkowskiEngine code passes a
     fresh key there) computes and registers the union, which is then the manager's newest key
-    (``coordinate_manager.get_coordinate_map_keys()[-1]``); the native keys are immutable, so
-    the given key itself cannot be filled in.
+    (``coordinate_manager.get_coordinate_map_keys()[-1]``); an unset placeholder key
+    (``CoordinateMapKey(D + 1)``) is set to it, as in MinkowskiEngine.
     """
 
     @staticmethod
@@ -113,6 +113,8 @@ class MinkowskiUnionFunction(torch.autograd.Function):
     ) -> torch.Tensor:
         _check_feats(coordinate_manager, in_coords_keys, in_feats)
         out_key, maps = union_maps(coordinate_manager, in_coords_keys, out_coords_key)
+        if out_coords_key is not None and not out_coords_key.is_key_set():
+            out_coords_key._assign(out_key)  # MinkowskiEngine fills in the caller's placeholder key
         return _union_forward(ctx, maps, coordinate_manager.size(out_key), in_feats)
 
     @staticmethod
