@@ -16,7 +16,6 @@ checkpoints every 2 (stseg-train's fault hooks and `stseg_train.crashtest` helpe
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -26,7 +25,15 @@ import pytest
 from ssen_instance.scenes import SsenScene, instance_ids, write_ssen_scene
 from ssen_instance.toy import toy_room
 from stseg_train.checkpoint import load_checkpoint
-from stseg_train.crashtest import load, run_command, run_until_hang, state_differences
+from stseg_train.crashtest import (
+    checkpoint_path,
+    error_line,
+    file_fingerprint,
+    load,
+    run_command,
+    run_until_hang,
+    state_differences,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # child processes: CPU-bound
 N, K = 4, 2  # iterations in all; the checkpoint the first kill follows (checkpoints every K)
@@ -69,39 +76,17 @@ def straight(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Future:
     return future
 
 
-def _fingerprint(folder: Path) -> dict[str, tuple[str, int]]:
-    """sha256 and mtime (ns) of every file under `folder`."""
-    return {
-        str(p.relative_to(folder)): (
-            hashlib.sha256(p.read_bytes()).hexdigest(),
-            p.stat().st_mtime_ns,
-        )
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
-def _error_line(output: str) -> str:
-    lines = [line for line in output.splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1 and "Traceback" not in output, output
-    return lines[0]
-
-
-def _checkpoint(run: Path, iteration: int) -> Path:
-    return run / "checkpoints" / f"iter_{iteration:08d}.pth"
-
-
 def test_kill_and_resume_equals_the_straight_run(
     data: Path, straight: Future, tmp_path: Path
 ) -> None:
     run = tmp_path / "run"
-    first, second = _checkpoint(run, K), _checkpoint(run, 2 * K)
+    first, second = checkpoint_path(run, K), checkpoint_path(run, 2 * K)
     # 1. SIGKILL once checkpoint K is on disk (the process hangs there until killed).
     run_until_hang(_argv(data, run), f"hang:0:{K}")
     assert load_checkpoint(first)["iteration"] == K  # verified against its sidecar
     assert not second.exists() and not (run / "checkpoints" / "final.pth").exists()
     assert not (run / "instance.pt").exists()
-    before = _fingerprint(run / "checkpoints")
+    before = file_fingerprint(run / "checkpoints")
     assert sorted(before) == [first.name, first.name + ".sha256"]
     # 2. Resume; SIGKILL halfway through writing checkpoint 2K: checkpoint K survives untouched.
     output = run_until_hang(_resume_argv(run), f"hang-write:0:{2 * K}")
@@ -109,18 +94,20 @@ def test_kill_and_resume_equals_the_straight_run(
     partial = list((run / "checkpoints").glob(f".{second.name}.*.tmp"))
     assert partial and 0 < partial[0].stat().st_size < first.stat().st_size, partial
     assert not second.exists()
-    kept = {k: v for k, v in _fingerprint(run / "checkpoints").items() if not k.endswith(".tmp")}
+    kept = {
+        k: v for k, v in file_fingerprint(run / "checkpoints").items() if not k.endswith(".tmp")
+    }
     assert kept == before
     # 3. Resume with files limited to half a checkpoint (a full disk): one line, exit 1, K intact;
     #    the partial file of step 2 is removed and checkpoint K is what the resume used.
     done = run_command(_resume_argv(run), file_size_limit=first.stat().st_size // 2)
     assert done.returncode == 1, done.stdout
-    line = _error_line(done.stdout)
+    line = error_line(done.stdout)
     assert line.startswith(f"Error: could not save the checkpoint of iteration {2 * K}: "), line
     assert "errno 27" in line and f"newest intact checkpoint is {first.name}" in line, line
     assert f"resumed from {first} at iteration {K}" in done.stdout
     assert not second.exists() and not list((run / "checkpoints").glob(".*.tmp"))
-    assert _fingerprint(run / "checkpoints") == before
+    assert file_fingerprint(run / "checkpoints") == before
     # 4. Resume to the end: bitwise the straight run.
     done = run_command(_resume_argv(run))
     assert done.returncode == 0, done.stdout
@@ -150,11 +137,11 @@ def test_kill_and_resume_equals_the_straight_run(
 def test_second_run_into_an_existing_out_is_refused(data: Path, straight: Future) -> None:
     assert straight.result().returncode == 0
     run: Path = straight.run_dir  # type: ignore[attr-defined]
-    before = _fingerprint(run)
+    before = file_fingerprint(run)
     done = run_command(_argv(data, run))
     assert done.returncode == 2, done.stdout
-    assert "a run already exists there; pass --resume" in _error_line(done.stdout)
-    assert _fingerprint(run) == before
+    assert "a run already exists there; pass --resume" in error_line(done.stdout)
+    assert file_fingerprint(run) == before
 
 
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
@@ -164,6 +151,6 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     for target in (folder, tmp_path / "missing"):
         done = run_command(_resume_argv(target))
         assert done.returncode == 2, done.stdout
-        assert f"--resume {target}: not a training run (no config.json)" in _error_line(done.stdout)
+        assert f"--resume {target}: not a training run (no config.json)" in error_line(done.stdout)
     assert sorted(p.name for p in folder.iterdir()) == ["checkpoints", "notes.txt"]
     assert (folder / "notes.txt").read_text() == "hello"

@@ -15,7 +15,6 @@ For each of `synthetic`, `scannet`, `s3dis` and `synthia4d` (4D), on tiny synthe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,7 +23,15 @@ from pathlib import Path
 import pytest
 
 from stseg_train.checkpoint import load_checkpoint
-from stseg_train.crashtest import load, run_command, run_until_hang, state_differences
+from stseg_train.crashtest import (
+    checkpoint_path,
+    error_line,
+    file_fingerprint,
+    load,
+    run_command,
+    run_until_hang,
+    state_differences,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # child processes: CPU-bound
 N, K = 4, 2  # iterations in all; the checkpoint the first kill follows (checkpoints every K)
@@ -92,40 +99,18 @@ def straight(
     return future
 
 
-def _fingerprint(folder: Path) -> dict[str, tuple[str, int]]:
-    """sha256 and mtime (ns) of every file under `folder`."""
-    return {
-        str(p.relative_to(folder)): (
-            hashlib.sha256(p.read_bytes()).hexdigest(),
-            p.stat().st_mtime_ns,
-        )
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
-def _error_line(output: str) -> str:
-    lines = [line for line in output.splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1 and "Traceback" not in output, output
-    return lines[0]
-
-
-def _checkpoint(run: Path, iteration: int) -> Path:
-    return run / "checkpoints" / f"iter_{iteration:08d}.pth"
-
-
 def test_kill_and_resume_equals_the_straight_run(
     command: str, datasets: dict[str, Path], straight: Future, tmp_path: Path
 ) -> None:
     run = tmp_path / "run"
-    first, second = _checkpoint(run, K), _checkpoint(run, 2 * K)
+    first, second = checkpoint_path(run, K), checkpoint_path(run, 2 * K)
     # 1. SIGKILL once checkpoint K is on disk (the process hangs there until killed).
     run_until_hang(_argv(command, datasets, "--out", str(run)), f"hang:0:{K}")
     assert load_checkpoint(first)["iteration"] == K  # verified against its sidecar
     assert not second.exists() and not (run / "checkpoints" / "final.pth").exists()
     # best.pth may be rewritten at iteration 2K before its periodic checkpoint; checkpoint K not
     kept = {first.name, first.name + ".sha256"}
-    before = {k: v for k, v in _fingerprint(run / "checkpoints").items() if k in kept}
+    before = {k: v for k, v in file_fingerprint(run / "checkpoints").items() if k in kept}
     assert len(before) == 2
     # 2. Resume; SIGKILL halfway through writing checkpoint 2K: checkpoint K survives untouched.
     output = run_until_hang(_resume_argv(command, run), f"hang-write:0:{2 * K}")
@@ -133,17 +118,17 @@ def test_kill_and_resume_equals_the_straight_run(
     partial = [p.name for p in (run / "checkpoints").glob(f".{second.name}.*.tmp")]
     assert partial, "the kill did not happen during the write"
     assert not second.exists()
-    assert {k: v for k, v in _fingerprint(run / "checkpoints").items() if k in kept} == before
+    assert {k: v for k, v in file_fingerprint(run / "checkpoints").items() if k in kept} == before
     # 3. Resume with files limited to half a checkpoint (a full disk): one line, exit 1, K intact.
     limit = first.stat().st_size // 2
     done = run_command(_resume_argv(command, run), file_size_limit=limit)
     assert done.returncode == 1, done.stdout
-    line = _error_line(done.stdout)
+    line = error_line(done.stdout)
     assert line.startswith("Error: could not save "), line  # best.pth or iteration 2K's
     assert "errno 27" in line and f"newest intact checkpoint is {first.name}" in line, line
     assert f"resumed from {first} at iteration {K}" in done.stdout
     assert not second.exists() and not list((run / "checkpoints").glob(".*.tmp"))
-    assert {k: v for k, v in _fingerprint(run / "checkpoints").items() if k in kept} == before
+    assert {k: v for k, v in file_fingerprint(run / "checkpoints").items() if k in kept} == before
     # 4. Resume to the end: bitwise the straight run.
     done = run_command(_resume_argv(command, run))
     assert done.returncode == 0, done.stdout
@@ -174,11 +159,11 @@ def test_second_run_into_an_existing_out_is_refused(
 ) -> None:
     assert straight.result().returncode == 0
     run: Path = straight.run_dir  # type: ignore[attr-defined]
-    before = _fingerprint(run)
+    before = file_fingerprint(run)
     done = run_command(_argv(command, datasets, "--out", str(run)))
     assert done.returncode == 2, done.stdout
-    assert "a run already exists there; pass --resume" in _error_line(done.stdout)
-    assert _fingerprint(run) == before
+    assert "a run already exists there; pass --resume" in error_line(done.stdout)
+    assert file_fingerprint(run) == before
 
 
 def test_resume_of_a_folder_that_is_not_a_run(command: str, tmp_path: Path) -> None:
@@ -188,5 +173,5 @@ def test_resume_of_a_folder_that_is_not_a_run(command: str, tmp_path: Path) -> N
     for target in (folder, tmp_path / "missing"):
         done = run_command(_resume_argv(command, target))
         assert done.returncode == 2, done.stdout
-        assert f"--resume {target}: not a training run (no config.json)" in _error_line(done.stdout)
+        assert f"--resume {target}: not a training run (no config.json)" in error_line(done.stdout)
     assert sorted(p.name for p in folder.iterdir()) == ["checkpoints", "notes.txt"]

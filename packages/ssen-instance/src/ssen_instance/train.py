@@ -205,7 +205,12 @@ def ssen_config(
         },
     )
     given = {k: v for k, v in overrides.items() if v is not None}
-    for key, value in {**RECIPES[recipe], **given}.items():
+    return _with_settings(config, {**RECIPES[recipe], **given})
+
+
+def _with_settings(config: TrainConfig, settings: dict[str, Any]) -> TrainConfig:
+    """`config` with `settings` (recipe entries, options given) set on it, then validated."""
+    for key, value in settings.items():
         if key == "loss":  # the discriminative loss's constants (`DiscriminativeLossConfig`)
             config.extra["loss"] = _loss_constants(value)
             continue
@@ -255,15 +260,7 @@ def resume_config(
         extra["semantic_weights"] = str(semantic_weights)
     config.extra = extra
     config.out = str(run)
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if not hasattr(config, key):
-            raise InstanceInputError(f"unknown training setting {key!r}")
-        setattr(config, key, value)
-    config.val_freq = max(config.val_freq, config.max_iter + 1)
-    validate(config)
-    return config
+    return _with_settings(config, {k: v for k, v in overrides.items() if v is not None})
 
 
 def command_config(

@@ -8,6 +8,8 @@ The building blocks of the resume tests of every training command (`stseg-train 
 - `run_until_hang(argv, fault)`: run it with a `hang` / `hang-write` fault (`stseg_train.faults`),
   wait for the line the hanging process prints, then `SIGKILL` it — a kill at a known point (after
   checkpoint k is on disk, or halfway through writing it), not after a guessed time;
+- `file_fingerprint(folder)`, `error_line(output)`, `checkpoint_path(run, k)`: what "nothing was
+  overwritten", "one clear line" and "checkpoint k" mean in those checks;
 - `state_differences(a, b)`: everything that must be bitwise equal between two checkpoints of the
   same iteration (weights, norm statistics, optimizer and scheduler state, every RNG state, the
   data position, counters, loss history and metrics), as readable lines; empty when equal.
@@ -15,6 +17,7 @@ The building blocks of the resume tests of every training command (`stseg-train 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import resource
 import signal
@@ -172,3 +175,27 @@ def state_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
         else:
             _diff(a[key], b[key], key, out)
     return out
+
+
+def file_fingerprint(folder: Path) -> dict[str, tuple[str, int]]:
+    """sha256 and mtime (ns) of every file under `folder`: equal before and after = untouched."""
+    return {
+        str(p.relative_to(folder)): (
+            hashlib.sha256(p.read_bytes()).hexdigest(),
+            p.stat().st_mtime_ns,
+        )
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def error_line(output: str) -> str:
+    """The one `Error: ...` line of a command's output (asserts there is exactly one, no traceback)."""
+    lines = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and "Traceback" not in output, output
+    return lines[0]
+
+
+def checkpoint_path(run: Path, iteration: int) -> Path:
+    """The trainer's periodic checkpoint of `iteration` in run folder `run`."""
+    return run / "checkpoints" / f"iter_{iteration:08d}.pth"
