@@ -183,7 +183,7 @@ def main() -> None:
         v_inst = scene.instance[vox.index]
         v_xyz = scene.xyz[vox.index]
         emb, v_sem, inv, coords = embedding_pass(
-            model, spec, scene.xyz, scene.rgb, scene.semantic, vox=vox
+            model, spec, scene.xyz, scene.rgb, scene.semantic, vox=vox, background_head=False
         )
         fg = np.isin(v_sem, range(2, 20)) & (v_inst > 0)
         stats = _instance_stats(emb[fg], v_inst[fg], v_sem[fg], v_xyz[fg])

@@ -5,6 +5,9 @@ Which voxels count as foreground is, per training sample, drawn from three choic
 chance: the predicted semantics, the ground truth, or their union (so the network learns from
 the prediction's mistakes as well as from clean masks); at evaluation, the prediction only.
 
+Background targets (for the optional background head, `ssen_instance.model`): per voxel, the share
+of its annotated points whose ground-truth class is not an instance class (NaN: none annotated).
+
 Augmentations (training): chromatic translation and jitter, rotation about the upright axis
 (full circle) with a small tilt about x and y, scaling 0.9-1.1, random flips of x and y, and a
 random translation. Samples are addressed as `dataset[(index, seed)]` (stseg-train's convention:
@@ -42,6 +45,17 @@ def foreground_mask(scene: SsenScene, which: str) -> np.ndarray:
     return {"predicted": pred, "gt": gt, "union": pred | gt}[which]
 
 
+def background_share(semantic: np.ndarray, inverse: np.ndarray, voxels: int) -> np.ndarray:
+    """float32 [voxels]: share of each voxel's annotated points (ground-truth training ids, 255
+    unannotated) that are background (not an instance class); NaN where none is annotated."""
+    semantic = np.asarray(semantic, np.int64)
+    annotated = semantic != IGNORE_LABEL
+    background = annotated & ~np.isin(semantic, SCANNET_INSTANCE_CLASS_IDS)
+    total = np.bincount(inverse, weights=annotated, minlength=voxels)
+    share = np.bincount(inverse, weights=background, minlength=voxels) / np.maximum(total, 1)
+    return np.where(total > 0, share, np.nan).astype(np.float32)
+
+
 def augment_scene(
     xyz: np.ndarray, rgb: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -59,8 +73,9 @@ class SsenDataset(Dataset):
     """Instance-network samples from SSEN scene files.
 
     Sample dict: coords int32 [M, 3], features float32 [M, 3] (rgb - 0.5), labels int64 [M]
-    (instance id per voxel, 0 none / disagreeing), inverse int64 [N'] (kept point -> voxel),
-    point_index int64 [N'] (kept points in the scene), name.
+    (instance id per voxel, 0 none / disagreeing), background float32 [M] (`background_share`),
+    inverse int64 [N'] (kept point -> voxel), point_index int64 [N'] (kept points in the scene),
+    name.
     """
 
     def __init__(
@@ -123,6 +138,7 @@ class SsenDataset(Dataset):
             "coords": (vox.coords - vox.coords.min(axis=0)).astype(np.int32),
             "features": vox.features.astype(np.float32),
             "labels": labels.astype(np.int64),
+            "background": background_share(scene.semantic[keep], vox.inverse, len(vox)),
             "inverse": vox.inverse,
             "point_index": keep,
             "name": scene.name,
@@ -130,7 +146,8 @@ class SsenDataset(Dataset):
 
 
 def collate_batch(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Torch batch: coords int32 [M, 4] (batch first), features [M, 3], labels [M], names."""
+    """Torch batch: coords int32 [M, 4] (batch first), features [M, 3], labels [M],
+    background [M], names."""
     coords = [
         np.column_stack([np.full(len(s["coords"]), b, np.int32), s["coords"]])
         for b, s in enumerate(samples)
@@ -139,5 +156,6 @@ def collate_batch(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "coords": torch.from_numpy(np.concatenate(coords).astype(np.int32)),
         "features": torch.from_numpy(np.concatenate([s["features"] for s in samples])),
         "labels": torch.from_numpy(np.concatenate([s["labels"] for s in samples])),
+        "background": torch.from_numpy(np.concatenate([s["background"] for s in samples])),
         "names": [s["name"] for s in samples],
     }

@@ -59,6 +59,8 @@ def write_scannet_instances(
     index = out / f"{scene}.txt"
     if not overwrite and index.exists():
         raise InstanceInputError(f"{index}: already exists (pass --overwrite to replace it)")
+    # the mask folder exists even for a scene without instances: one layout for every output
+    (out / MASK_DIR).mkdir(parents=True, exist_ok=True)
     lines = []
     for k, (mask, label, score) in enumerate(
         zip(instances.masks, instances.labels, instances.scores)

@@ -22,8 +22,8 @@ from torch import nn
 from ssen_instance.errors import InstanceInputError
 from ssen_instance.grouping import GroupingConfig, group_instances
 from ssen_instance.instances import Instances
-from ssen_instance.model import forward_sparse, load_instance_model
-from stseg_data.labels import SCANNET_INSTANCE_CLASS_IDS
+from ssen_instance.model import embedding_outputs, forward_sparse, load_instance_model
+from stseg_data.labels import IGNORE_LABEL, SCANNET_INSTANCE_CLASS_IDS
 from stseg_data.voxelize import Voxelized, voxelize
 from stseg_models.checkpoint import InferenceSpec, read_checkpoint
 
@@ -129,18 +129,21 @@ def embedding_pass(
     instance_classes: tuple[int, ...] = SCANNET_INSTANCE_CLASS_IDS,
     device: str = "cpu",
     vox: Voxelized | None = None,
+    background_head: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Embed the foreground: (embeddings [M, D], semantic [M], point->voxel [N], coords [M, 3]).
 
     Voxels whose representative point is not predicted as an instance class get no embedding
-    (zeros) and are skipped by the clustering. `vox`: the scene's voxelization at
+    (zeros) and are skipped by the clustering. With a network that has a background head
+    (`ssen_instance.model`) and `background_head`, the voxels it calls background (logit > 0)
+    are removed too: their semantic becomes IGNORE_LABEL. `vox`: the scene's voxelization at
     `spec.voxel_size` when already made (by the semantic pass).
     """
     vox = _grid(xyz, spec.voxel_size, vox)
     features = voxel_features(rgb, spec, len(xyz))[vox.index]
     voxel_sem = np.asarray(point_semantic, np.int64)[vox.index]
     fg = np.isin(voxel_sem, np.asarray(instance_classes))
-    dim = len(spec.class_names)
+    dim, has_head = embedding_outputs(spec)
     emb = np.zeros((len(vox), dim), dtype=np.float32)
     if fg.any():
         out = forward_sparse(
@@ -148,7 +151,12 @@ def embedding_pass(
             _batched(vox.coords[fg]).to(device),
             torch.from_numpy(features[fg]).to(device),
         )
-        emb[fg] = out.float().cpu().numpy()
+        out = out.float().cpu().numpy()
+        emb[fg] = out[:, :dim]
+        if has_head and background_head:
+            rows = np.flatnonzero(fg)[out[:, dim] > 0.0]
+            voxel_sem = voxel_sem.copy()
+            voxel_sem[rows] = IGNORE_LABEL
     return emb, voxel_sem, vox.inverse, vox.coords
 
 
@@ -185,11 +193,13 @@ class InstanceSegmenter:
         device: str = "cpu",
     ) -> InstanceSegmenter:
         emb_model, emb_spec = load_instance_model(instance)
-        if not all(name.startswith("embedding_") for name in emb_spec.class_names):
+        try:
+            embedding_outputs(emb_spec)
+        except InstanceInputError:
             raise InstanceInputError(
                 f"{instance}: not an instance (embedding) checkpoint; its outputs are classes "
                 f"({', '.join(emb_spec.class_names[:3])}, ...)"
-            )
+            ) from None
         if semantic is None:  # semantics come with every scene (predict(..., semantic=...))
             return cls(
                 None, None, emb_model, emb_spec, grouping, rotations=rotations, device=device
@@ -223,9 +233,20 @@ class InstanceSegmenter:
         return math.isclose(self.semantic_spec.voxel_size, self.embedding_spec.voxel_size)
 
     def predict(
-        self, xyz: np.ndarray, rgb: np.ndarray | None, semantic: np.ndarray | None = None
+        self,
+        xyz: np.ndarray,
+        rgb: np.ndarray | None,
+        semantic: np.ndarray | None = None,
+        *,
+        background_head: bool | None = None,
     ) -> ScenePrediction:
-        """Instances of one scene; `semantic` [N] skips the semantic pass (e.g. ground truth)."""
+        """Instances of one scene; `semantic` [N] skips the semantic pass (e.g. ground truth).
+
+        background_head: whether the embedding network's background head (if it has one)
+        removes background voxels; None: only when the semantics are predicted here (ground
+        truth given as `semantic` is taken as it is).
+        """
+        use_head = semantic is None if background_head is None else background_head
         times = StageTimes()
         tic = time.perf_counter()
         vox = None
@@ -257,6 +278,7 @@ class InstanceSegmenter:
             instance_classes=self.grouping.instance_classes,
             device=self.device,
             vox=vox,
+            background_head=use_head,
         )
         times.embedding = time.perf_counter() - tic
         tic = time.perf_counter()

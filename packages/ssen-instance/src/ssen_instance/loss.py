@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from ssen_instance.errors import InstanceInputError
 
@@ -115,3 +116,18 @@ def discriminative_loss(
     reg = torch.stack([t[2] for t in terms]).mean()
     loss = cfg.weight_pull * pull + cfg.weight_push * push + cfg.weight_reg * reg
     return {"loss": loss, "pull": pull, "push": push, "reg": reg}
+
+
+def background_loss(logits: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of background logits [N] against soft targets `share` [N] in [0, 1]
+    (a voxel's share of background points; NaN: no target, left out). 0, attached to the graph,
+    when no voxel has a target."""
+    if logits.shape != share.shape or logits.ndim != 1:
+        raise InstanceInputError(
+            f"background logits {tuple(logits.shape)} and targets {tuple(share.shape)} must be "
+            "the same [N]"
+        )
+    known = ~torch.isnan(share)
+    if not bool(known.any()):
+        return logits.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(logits[known], share[known].to(logits.dtype))

@@ -103,7 +103,11 @@ def evaluate_path(
         files, desc=f"evaluate ({source} semantics)", unit="scene", disable=not progress
     ):
         scene = read_ssen_scene(path)
-        pred = segmenter.predict(scene.xyz, scene.rgb, scene_semantic(scene, source))
+        # the background head belongs to background removal: stored predictions get it, the
+        # ground truth does not (so "gt" isolates the embeddings and the clustering)
+        pred = segmenter.predict(
+            scene.xyz, scene.rgb, scene_semantic(scene, source), background_head=source != "gt"
+        )
         _check_aligned(pred, len(scene), str(path))
         instances = to_nyu40(pred.instances)
         if out is not None:
