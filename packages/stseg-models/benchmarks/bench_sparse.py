@@ -1,7 +1,7 @@
 """Benchmark the sparse engine as training uses it, beside the GEMM floor and MinkowskiEngine.
 
     python bench_sparse.py --json OUT.json [--quick] [--threads N] [--repeats N] [--scale S]
-                           [--memory-only] [--device cpu|cuda] [--autocast bf16|fp16]
+                           [--memory-only] [--device cpu|cuda] [--autocast bf16|fp16] [--heap retain]
 
 On a synthetic room (218k voxels at 2 cm, scale 1) it times, per engine in the same process:
 
@@ -55,6 +55,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stseg_models.sparse as NATIVE
 
 FLOOR_ROWS = 2**18
+# glibc settings of `--heap retain`: no block mapped on its own, the heap never trimmed, so freed
+# activations are reused without page faults (what stseg_train.heap.retain_freed_memory sets)
+RETAIN_HEAP_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}
 MODES = ("inference", "train_fwd", "backward")
 LAYERS = {  # name: (in, out, kernel size, stride, transposed)
     "conv3_32_32": (32, 32, 3, 1, False),
@@ -689,9 +692,20 @@ def main() -> None:
     )
     parser.add_argument("--no-minkowski", action="store_true", help="native engine only")
     parser.add_argument(
+        "--heap",
+        choices=["default", "retain"],
+        default="default",
+        help="retain: glibc keeps freed memory for reuse (no mmap'd blocks, no trimming), for "
+        "both engines, as stseg-train's extra.heap_mode=retain (default: glibc's own policy)",
+    )
+    parser.add_argument(
         "--no-memory", action="store_true", help="skip the fresh-process peak-memory runs"
     )
     args = parser.parse_args()
+    if args.heap == "retain" and os.environ.get("MALLOC_MMAP_MAX_") != "0":
+        # glibc reads its tunables at process start: run again with them (children inherit)
+        env = {**os.environ, **RETAIN_HEAP_ENV}
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
     scale = args.scale or (0.35 if args.quick else 1.0)
     threads = set_threads(args.threads)
     if args.network_memory:
@@ -787,6 +801,7 @@ def main() -> None:
         "scale": scale,
         "pairs": pairs,
         "threads": threads,
+        "heap": args.heap,
         "torch": torch.__version__,
         "autocast": args.autocast,
         "minkowski_error": me_error,
