@@ -121,9 +121,11 @@ def test_training_with_the_head_writes_a_head_checkpoint(tmp_path: Path) -> None
     data = tmp_path / "data"
     data.mkdir()
     write_ssen_scene(data / "scene0001_00_semantic_segment.pt", scene)
+    assert not has_background_head(ssen_config(data, tmp_path / "r", recipe="synthetic-cpu"))
     config = ssen_config(data, tmp_path / "run", recipe="synthetic-cpu", model="Res16UNet14A",
-                         max_iter=2, save_freq=2, batch_size=1)  # fmt: skip
-    assert has_background_head(config) and config.extra["background_weight"] == 1.0
+                         max_iter=2, save_freq=2, batch_size=1, background_head=True,
+                         background_weight=0.5)  # fmt: skip
+    assert has_background_head(config) and config.extra["background_weight"] == 0.5
     train_instance(config)
     model, spec = load_instance_model(tmp_path / "run" / "instance.pt")
     assert embedding_outputs(spec) == (8, True)

@@ -43,7 +43,7 @@ def test_default_recipe_is_the_original(data: Path, tmp_path: Path) -> None:
 def test_cpu_recipe_and_overrides(data: Path, tmp_path: Path) -> None:
     config = ssen_config(data, tmp_path / "run", recipe="synthetic-cpu")
     for key, value in RECIPES["synthetic-cpu"].items():
-        if key in ("background_head", "background_weight"):  # kept in extra, not TrainConfig
+        if key == "background_head":  # kept in extra, not TrainConfig
             assert config.extra[key] == value, key
         else:
             assert getattr(config, key) == value, key

@@ -1,7 +1,7 @@
 """Training memory over time: the main job's model trained in this process, RSS every N iterations.
 
     python bench_memory.py [--json OUT.json] [--quick] [--iterations N] [--threads T]
-        [--data PREPARED] [--no-heap-trim]
+        [--data PREPARED] [--no-heap-trim] [--heap-retain]
 
 Trains the `synthetic` recipe (Res16UNet14F, 10 cm voxels, batch 2, Adam, one loader worker,
 checkpoints every 240 iterations) on the synthetic rooms for `--iterations` (default 1,000) and
@@ -90,6 +90,8 @@ def train_and_sample(args: argparse.Namespace, data: Path, out: Path) -> list[di
     sets.append(f"val_freq={args.val_freq or args.iterations + 1}")
     if args.no_heap_trim:
         sets.append("extra={heap_trim_every: 0}")
+    if args.heap_retain:
+        sets.append("extra={heap_mode: retain}")
     config = resolve_config("synthetic", options={"data": str(data), "out": str(out),
                             "max_iter": args.iterations}, sets=sets)  # fmt: skip
     every = max(1, args.iterations // 10)
@@ -138,6 +140,8 @@ def main() -> int:
     parser.add_argument("--data", default=None, help="reuse (or create) the synthetic data here")
     parser.add_argument("--no-heap-trim", action="store_true",
                         help="turn off the trainer's per-step malloc_trim")  # fmt: skip
+    parser.add_argument("--heap-retain", action="store_true",
+                        help="the trainer's extra.heap_mode=retain (freed memory kept for reuse)")  # fmt: skip
     args = parser.parse_args()
     args.iterations = args.iterations or (200 if args.quick else 1000)
     scenes = 20 if args.quick else 100
@@ -157,7 +161,8 @@ def main() -> int:
             "quick": args.quick,
             "iterations": args.iterations,
             "threads": args.threads or torch.get_num_threads(),
-            "heap_trim": not args.no_heap_trim,
+            "heap_trim": not args.no_heap_trim and not args.heap_retain,
+            "heap_mode": "retain" if args.heap_retain else "trim",
             "warmup_iteration": start["iteration"],
             "rss_growth_after_warmup": rel,
             "target_growth": TARGET_GROWTH,

@@ -8,7 +8,8 @@ inference strategies (per point as the original, or the faster per voxel and per
 
 from __future__ import annotations
 
-import warnings
+import functools
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,7 @@ from ssen_instance.errors import InstanceInputError
 from ssen_instance.instances import Instances
 
 IGNORE_LABEL = 255
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,13 +97,16 @@ def hdbscan_clusters(
         # scikit-learn's epsilon search fails ("only 0-dimensional arrays can be converted") on
         # most multi-cluster trees under NumPy 2 (scikit-learn #33219); without the epsilon the
         # fit is well defined (see ClusterParams). Warned once per process, not per scene.
-        warnings.warn(
-            "scikit-learn's HDBSCAN epsilon search failed (scikit-learn issue #33219); "
-            "clustering without cluster_selection_epsilon where it does",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+        _warn_epsilon_fallback()
         return _fit(emb, params, 0.0)
+
+
+@functools.cache
+def _warn_epsilon_fallback() -> None:
+    log.warning(
+        "scikit-learn's HDBSCAN epsilon search failed (scikit-learn issue #33219); clustering "
+        "without cluster_selection_epsilon wherever it does (logged once)"
+    )
 
 
 def _fit(emb: np.ndarray, params: ClusterParams, epsilon: float) -> tuple[np.ndarray, np.ndarray]:

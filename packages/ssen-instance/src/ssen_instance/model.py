@@ -11,7 +11,9 @@ a logit of "this voxel is background" (wall, floor, unannotated). The semantic n
 background at its own, coarser voxel size, which keeps the wall and floor points next to every
 object (measured on the synthetic rooms: 166k of 1.16M background points kept, 71 % of them within
 5 cm of an object); the head, trained on exactly what the semantic network lets through, removes
-them at the embedding network's resolution. Its output is named `BACKGROUND_OUTPUT`.
+them at the embedding network's resolution. Its output is named `BACKGROUND_OUTPUT`. Opt-in
+(`ssen_config(..., background_head=True, background_weight=w)`): on the synthetic rooms, within
+the 20-minute recipe, it did not raise AP (see `ssen_instance.train.RECIPES`).
 """
 
 from __future__ import annotations
