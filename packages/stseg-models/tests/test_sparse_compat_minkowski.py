@@ -9,24 +9,17 @@ error below 1e-5.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import pytest
 import torch
 
 import stseg_models.sparse as NATIVE
-from stseg_models.sparse.backend import import_minkowski
-from stseg_models.sparse.errors import SparseBackendError
+from stseg_models.testing import minkowski_or_skip
 
 pytestmark = pytest.mark.minkowski
 
-try:
-    MINK = import_minkowski()
-except SparseBackendError as exc:  # pragma: no cover - depends on the environment
-    if os.environ.get("STSEG_REQUIRE_MINKOWSKI"):  # `nox -s compat`: a missing build is a failure
-        raise
-    pytest.skip(f"MinkowskiEngine not available: {exc}", allow_module_level=True)
+MINK = minkowski_or_skip()
 
 REL = 1e-5
 

@@ -7,15 +7,13 @@ are MinkowskiEngine 0.5.4's classes (read from its source), split by that test.
 from __future__ import annotations
 
 import inspect
-import os
 from typing import Any
 
 import pytest
 import torch
 
 import stseg_models.sparse as ME
-from stseg_models.sparse.backend import import_minkowski
-from stseg_models.sparse.errors import SparseBackendError
+from stseg_models.testing import minkowski_or_skip
 
 # MinkowskiEngine 0.5.4: subclasses of MinkowskiModuleBase among its exported layer classes
 MODULE_BASE = [
@@ -83,10 +81,5 @@ def test_isinstance_walk_finds_the_layers_of_a_network() -> None:
 
 @pytest.mark.minkowski
 def test_module_base_split_equals_minkowski_engine() -> None:
-    try:
-        mink = import_minkowski()
-    except SparseBackendError as exc:  # pragma: no cover - depends on the environment
-        if os.environ.get("STSEG_REQUIRE_MINKOWSKI"):
-            raise
-        pytest.skip(f"MinkowskiEngine not available: {exc}")
+    mink = minkowski_or_skip(module_level=False)
     assert split_by_module_base(mink) == split_by_module_base(ME)
