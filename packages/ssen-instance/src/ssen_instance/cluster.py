@@ -33,11 +33,11 @@ class ClusterParams:
 
     What runs on real scenes is epsilon 0, though: with NumPy 2, scikit-learn's epsilon search
     raises a TypeError on most trees with several clusters (scikit-learn issue #33219; seen with
-    scikit-learn 1.9.1 and NumPy 2.4), and `hdbscan_clusters` then fits again without it. Measured on the 20 held-out
-    synthetic rooms (demo run, `cell`): every room takes the fallback, so an explicit epsilon 0
-    gives the same AP (0.394 / 0.640 / 0.804); with a working epsilon search (the standalone
-    `hdbscan` package, same parameters) 0.5 merges neighbouring objects (AP50 0.127) and 0.3
-    still costs AP50 0.46. So the fallback is the better behaviour here, and epsilon only acts
+    scikit-learn 1.9.1 and NumPy 2.4), and `hdbscan_clusters` then fits again without it.
+    Measured on the 20 held-out synthetic rooms (demo run, `cell`): every room takes the
+    fallback, so an explicit epsilon 0 gives the same AP (0.394 / 0.640 / 0.804); with a working
+    epsilon search (the standalone `hdbscan` package, same parameters) 0.5 merges neighbouring
+    objects (AP50 0.127) and 0.3 still costs AP50 0.46. So the fallback is the better behaviour here, and epsilon only acts
     where a scene holds one cluster.
     """
 

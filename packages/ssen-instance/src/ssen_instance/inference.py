@@ -154,9 +154,8 @@ def embedding_pass(
         out = out.float().cpu().numpy()
         emb[fg] = out[:, :dim]
         if has_head and background_head:
-            rows = np.flatnonzero(fg)[out[:, dim] > 0.0]
-            voxel_sem = voxel_sem.copy()
-            voxel_sem[rows] = IGNORE_LABEL
+            # voxel_sem is already this function's own array (fancy indexing copies)
+            voxel_sem[np.flatnonzero(fg)[out[:, dim] > 0.0]] = IGNORE_LABEL
     return emb, voxel_sem, vox.inverse, vox.coords
 
 

@@ -28,42 +28,30 @@ import ctypes
 import functools
 import sys
 from collections.abc import Callable
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's `malloc_trim(size_t pad) -> int`, or None when this C library has none."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        trim = ctypes.CDLL(None).malloc_trim  # the process's own C library
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim  # type: ignore[no-any-return]
-
+from typing import Any
 
 HEAP_MODES = ("trim", "retain")  # the trainer's `extra.heap_mode`
 
 # mallopt(3) parameter numbers (glibc's malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
-_NEVER = 2**62  # a trim threshold no heap reaches
+# mallopt's value is an int: INT_MAX is the largest trim threshold, one no heap reaches here
+_NO_TRIM = 2**31 - 1
 
 
 @functools.cache
-def _mallopt() -> Callable[[int, int], int] | None:
-    """glibc's `mallopt(int param, int value) -> int` (1 on success), or None without glibc."""
+def _glibc_function(name: str, *argtypes: Any) -> Callable[..., int] | None:
+    """The process's own C library function `name` (int result, `argtypes`), or None when the
+    C library is not glibc's or has no such function (macOS, musl)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        mallopt = ctypes.CDLL(None).mallopt
+        function = getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
         return None
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return mallopt  # type: ignore[no-any-return]
+    function.argtypes = list(argtypes)
+    function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
 
 
 def retain_freed_memory() -> bool:
@@ -73,16 +61,15 @@ def retain_freed_memory() -> bool:
     accepted both settings. The trainer calls it for `extra.heap_mode=retain` and then skips its
     per-step `malloc_trim`.
     """
-    mallopt = _mallopt()
+    mallopt = _glibc_function("mallopt", ctypes.c_int, ctypes.c_int)
     if mallopt is None:
         return False
-    # int, not size_t: the largest trim threshold mallopt takes is INT_MAX
-    no_trim = mallopt(_M_TRIM_THRESHOLD, min(_NEVER, 2**31 - 1))
+    no_trim = mallopt(_M_TRIM_THRESHOLD, _NO_TRIM)
     no_mmap = mallopt(_M_MMAP_MAX, 0)
     return bool(no_trim and no_mmap)
 
 
 def release_free_heap() -> bool:
     """Return the heap's free pages to the system; True if glibc released any memory."""
-    trim = _malloc_trim()
+    trim = _glibc_function("malloc_trim", ctypes.c_size_t)
     return bool(trim(0)) if trim is not None else False

@@ -118,13 +118,13 @@ class Trainer:
         self.recent_times: collections.deque[float] = collections.deque(maxlen=1000)
         # glibc keeps freed activations resident in its heap: trim every N steps (0 = never), or
         # keep every freed page for reuse (`heap_mode=retain`: faster steps, RSS at the peak)
-        self.heap_mode = str(config.extra.get("heap_mode", "trim"))
-        if self.heap_mode not in HEAP_MODES:
+        heap_mode = str(config.extra.get("heap_mode", "trim"))
+        if heap_mode not in HEAP_MODES:
             raise TrainInputError(
-                f"extra.heap_mode must be one of {', '.join(HEAP_MODES)}, got {self.heap_mode!r}"
+                f"extra.heap_mode must be one of {', '.join(HEAP_MODES)}, got {heap_mode!r}"
             )
         self.heap_trim_every = int(config.extra.get("heap_trim_every", 1))
-        if self.heap_mode == "retain":
+        if heap_mode == "retain":
             retain_freed_memory()
             self.heap_trim_every = 0
 
