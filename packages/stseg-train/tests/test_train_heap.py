@@ -85,3 +85,36 @@ def test_unknown_heap_mode_is_refused(tmp_path: Path) -> None:
     prepare_run_dir(config, resume=False)
     with pytest.raises(TrainInputError, match="heap_mode must be one of trim, retain"):
         worker(config, toy_components, False)
+
+
+def _cli(tmp_path: Path, out: str, mode: str) -> subprocess.CompletedProcess:
+    from stseg_data.preprocess import preprocess
+    from stseg_data.synth import write_synthetic
+
+    prepared = tmp_path / "prepared"
+    if not prepared.exists():
+        write_synthetic("scannet", tmp_path / "raw", 3, seed=3)
+        preprocess("scannet", tmp_path / "raw", prepared)
+    command = [str(Path(sys.executable).parent / "stseg-train"), "scannet", "--data",
+               str(prepared), "--out", str(tmp_path / out), "--model", "Res16UNet14A",
+               "--voxel-size", "0.4", "--batch-size", "1", "--max-iter", "2",
+               "--set", "progress=false", "--set", "tensorboard=false", "--set", "threads=1",
+               "--set", f"extra={{heap_mode: {mode}}}"]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+@glibc
+def test_cli_heap_mode_as_documented(tmp_path: Path) -> None:
+    # the README's spelling: --set "extra={heap_mode: retain}"; same weights as the default
+    for mode in ("retain", "trim"):
+        done = _cli(tmp_path, mode, mode)
+        assert done.returncode == 0, done.stderr[-2000:]
+    a = torch.load(tmp_path / "retain" / "checkpoints" / "final.pth", weights_only=True)
+    b = torch.load(tmp_path / "trim" / "checkpoints" / "final.pth", weights_only=True)
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    # an unknown mode: exit 2, one line, and no run folder left behind
+    bad = _cli(tmp_path, "bad", "keep")
+    errors = [line for line in (bad.stdout + bad.stderr).splitlines() if line.startswith("Error:")]
+    assert bad.returncode == 2 and len(errors) == 1 and "heap_mode must be one of" in errors[0]
+    assert "Traceback" not in bad.stderr and not (tmp_path / "bad").exists()

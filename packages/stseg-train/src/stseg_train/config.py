@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from stseg_train.errors import TrainInputError
+from stseg_train.heap import heap_mode
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -340,6 +341,7 @@ def validate(config: TrainConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise TrainInputError(f"config: {message}")
+    heap_mode(config.extra)
 
 
 def identity_hash(config: TrainConfig) -> str:

@@ -30,7 +30,23 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from stseg_train.errors import TrainInputError
+
 HEAP_MODES = ("trim", "retain")  # the trainer's `extra.heap_mode`
+
+
+def heap_mode(extra: dict[str, Any]) -> str:
+    """The heap mode a config's `extra` asks for ("trim" when unset); raises on another value.
+
+    Called by config validation (before a run folder exists) and by the trainer (for configs
+    built in code)."""
+    mode = str(extra.get("heap_mode", "trim"))
+    if mode not in HEAP_MODES:
+        raise TrainInputError(
+            f"extra.heap_mode must be one of {', '.join(HEAP_MODES)}, got {mode!r}"
+        )
+    return mode
+
 
 # mallopt(3) parameter numbers (glibc's malloc.h)
 _M_TRIM_THRESHOLD = -1

@@ -38,7 +38,7 @@ from stseg_train.distributed import (
 )
 from stseg_train.errors import NonFiniteError, TrainInputError, TrainRuntimeError
 from stseg_train.faults import inject_fault
-from stseg_train.heap import HEAP_MODES, release_free_heap, retain_freed_memory
+from stseg_train.heap import heap_mode, release_free_heap, retain_freed_memory
 from stseg_train.loss import batch_loss, check_labels
 from stseg_train.monitor import Monitor
 from stseg_train.optim import build_optimizer, build_scheduler
@@ -118,13 +118,8 @@ class Trainer:
         self.recent_times: collections.deque[float] = collections.deque(maxlen=1000)
         # glibc keeps freed activations resident in its heap: trim every N steps (0 = never), or
         # keep every freed page for reuse (`heap_mode=retain`: faster steps, RSS at the peak)
-        heap_mode = str(config.extra.get("heap_mode", "trim"))
-        if heap_mode not in HEAP_MODES:
-            raise TrainInputError(
-                f"extra.heap_mode must be one of {', '.join(HEAP_MODES)}, got {heap_mode!r}"
-            )
         self.heap_trim_every = int(config.extra.get("heap_trim_every", 1))
-        if heap_mode == "retain":
+        if heap_mode(config.extra) == "retain":
             retain_freed_memory()
             self.heap_trim_every = 0
 
