@@ -3,16 +3,29 @@
 `StsegGroup` is the Click group class of every stseg CLI: it adds a `--debug` flag and turns the
 packages' own errors (`stseg_data.errors.StsegError`) into one line on stderr and the error's exit
 code, instead of a traceback. Tracebacks appear only with `--debug`.
+
+Two failures of the machine rather than of the input also end as one line (exit 1): an `OSError`
+that escaped the library (a read-only folder, a full disk: the path and the errno are named) and
+running out of memory (Python's `MemoryError`, or PyTorch's CPU/CUDA allocator failing: the size
+that failed is named). The commands check what they can before long work starts; this is the net
+under those checks.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
 import click
 
 from stseg_data.errors import StsegError
+from stseg_data.outputs import describe_os_error, format_bytes
+
+# PyTorch's allocators: "DefaultCPUAllocator: not enough memory: you tried to allocate 123 bytes",
+# "CUDA out of memory. Tried to allocate 2.00 GiB".
+_ALLOCATION_FAILED = re.compile(r"not enough memory|out of memory|can't allocate memory", re.I)
+_ALLOCATION_SIZE = re.compile(r"allocate (\d+) bytes|allocate ([\d.]+ [KMGT]i?B)", re.I)
 
 
 class StsegGroup(click.Group):
@@ -40,6 +53,44 @@ class StsegGroup(click.Group):
                 raise
             click.echo(f"Error: {error}", err=True)
             sys.exit(error.exit_code)
+        except OSError as error:
+            if ctx.meta.get("stseg.debug"):
+                raise
+            click.echo(f"Error: {os_error_line(error)}", err=True)
+            sys.exit(1)
+        except (MemoryError, RuntimeError) as error:
+            if ctx.meta.get("stseg.debug") or not is_out_of_memory(error):
+                raise
+            click.echo(f"Error: {out_of_memory_line(error)}", err=True)
+            sys.exit(1)
+
+
+def os_error_line(error: OSError) -> str:
+    """ "PATH: could not write/read (Read-only file system, EROFS)" for an escaped OSError."""
+    where = error.filename if error.filename is not None else "a file"
+    return f"{where}: {describe_os_error(error)}"
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for Python's MemoryError and PyTorch's allocator failures (CPU or CUDA)."""
+    if isinstance(error, MemoryError):
+        return True
+    return bool(_ALLOCATION_FAILED.search(str(error)))
+
+
+def out_of_memory_line(error: BaseException) -> str:
+    """One line naming the allocation that failed, when the error says it."""
+    match = _ALLOCATION_SIZE.search(str(error))
+    if match and match.group(1):
+        size = f" while allocating {format_bytes(int(match.group(1)))}"
+    elif match:
+        size = f" while allocating {match.group(2)}"
+    else:
+        size = ""
+    return (
+        f"out of memory{size}; use smaller inputs or settings (fewer --rotations, a larger "
+        "voxel size, a smaller batch), or a machine with more memory"
+    )
 
 
 def _remember_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

@@ -17,7 +17,6 @@ The building blocks of the resume tests of every training command (`stseg-train 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import resource
 import signal
@@ -29,7 +28,10 @@ from typing import Any
 
 import torch
 
+from stseg_data.testing import error_line, file_fingerprint
 from stseg_train.faults import HANG_MARKER
+
+__all__ = ["error_line", "file_fingerprint"]  # re-exported: the resume tests import them here
 
 FAULT_ENV = "STSEG_TRAIN_FAULT"
 
@@ -175,25 +177,6 @@ def state_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
         else:
             _diff(a[key], b[key], key, out)
     return out
-
-
-def file_fingerprint(folder: Path) -> dict[str, tuple[str, int]]:
-    """sha256 and mtime (ns) of every file under `folder`: equal before and after = untouched."""
-    return {
-        str(p.relative_to(folder)): (
-            hashlib.sha256(p.read_bytes()).hexdigest(),
-            p.stat().st_mtime_ns,
-        )
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
-def error_line(output: str) -> str:
-    """The one `Error: ...` line of a command's output (asserts there is exactly one, no traceback)."""
-    lines = [line for line in output.splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1 and "Traceback" not in output, output
-    return lines[0]
 
 
 def checkpoint_path(run: Path, iteration: int) -> Path:
