@@ -20,12 +20,10 @@ def _slow(pred, target, c, ignore):
         tp = conf[k][k]
         fn = sum(conf[k]) - tp
         fp = sum(conf[r][k] for r in range(c)) - tp
-        if sum(conf[k]) == 0:
-            ious.append(None)
-            accs.append(None)
-            continue
-        ious.append(tp / (tp + fp + fn))
-        accs.append(tp / (tp + fn))
+        # as ScanNet's get_iou: only TP + FP + FN == 0 has no IoU (a predicted class without
+        # ground truth scores 0); accuracy needs ground truth
+        ious.append(tp / (tp + fp + fn) if tp + fp + fn else None)
+        accs.append(tp / (tp + fn) if tp + fn else None)
     total = sum(map(sum, conf))
     oa = sum(conf[k][k] for k in range(c)) / total
     valid = [v for v in ious if v is not None]
@@ -51,7 +49,10 @@ def test_metrics_match_slow_reference(seed: int) -> None:
     assert summary["miou"] == pytest.approx(ref_miou)
     assert summary["mean_accuracy"] == pytest.approx(ref_macc)
     assert summary["overall_accuracy"] == pytest.approx(ref_oa)
-    assert summary["per_class"]["5"]["iou"] is None
+    # class 5 has no ground truth but is predicted: IoU 0, counted in the mean; accuracy none
+    assert (pred[target != 255] == 5).any()
+    assert summary["per_class"]["5"]["iou"] == 0.0
+    assert summary["per_class"]["5"]["accuracy"] is None
 
 
 def test_perfect_and_empty() -> None:
