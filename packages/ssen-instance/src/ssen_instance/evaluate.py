@@ -8,7 +8,13 @@ predictions and IoU thresholds; the greedy per-ground-truth matching keeps its o
   `min_region_size` (100) vertices are not matched against, but predictions on them are not
   false positives either.
 - Predictions: masks with a NYU40 label id and a confidence. Masks under 100 vertices are dropped;
-  a label outside the 18 classes is skipped (counted in `skipped_predictions`), as the script does.
+  a prediction whose label is not one of the 18 classes (0, wall, floor, 41, -1, ...) is ignored
+  entirely, as the script does: not a false positive, not a match, no effect on any class; it is
+  only counted in `skipped_predictions`. (The script does not even open its mask file:
+  `export.read_scannet_instances(..., only_labels=INSTANCE_NYU40_IDS)` reads files that way.)
+- Files: a `<scene>.txt` that names one mask file on several lines is one prediction in the
+  script (it keys the lines by mask path; the last line's label and confidence win):
+  `export.read_scannet_instances` reads it so.
 - Overlaps: the script's `np.append(np.arange(0.5, 0.95, 0.05), 0.25)`, i.e. IoU 0.50, 0.55, ...,
   0.90 (numpy's arange stops before 0.95) and 0.25. AP averages the first nine.
 - Per class and threshold, ground truth instances are visited in id order; each takes the first
@@ -19,8 +25,12 @@ predictions and IoU thresholds; the greedy per-ground-truth matching keeps its o
 - The precision-recall area is the script's: a point per distinct score, an artificial (recall 0,
   precision 1) end point, and step widths (r[i-1] - r[i+1]) / 2.
 - A class with ground truth but no prediction has AP 0; a class without ground truth has NaN and
-  is left out of the means. One deviation: where the script would crash (every prediction of a
-  class ignored and no ground truth matched), AP is 0.
+  is left out of the means (predictions of it then cost nothing).
+- One deviation, where the script has no result: a class with ground truth and predictions in
+  the evaluated scenes (not necessarily the same scenes) whose ground truth is all missed at some
+  threshold while every one of its predictions is ignored there (lying mostly on void /
+  unannotated vertices or on too-small instances) leaves the script an empty score list, and it
+  stops with an IndexError. Here that class's AP at that threshold is 0 (its recall is 0).
 """
 
 from __future__ import annotations

@@ -9,8 +9,11 @@ index never names a mask file that is not complete.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,7 @@ from stseg_data.atomic import atomic_write
 from stseg_data.labels import scannet20_to_nyu40
 
 MASK_DIR = "pred_mask"
+log = logging.getLogger(__name__)
 
 
 def to_nyu40(instances: Instances) -> Instances:
@@ -96,13 +100,65 @@ def _read_mask(path: Path, where: str) -> np.ndarray:
     return values
 
 
+@dataclass
+class _Entry:
+    """One `<scene>.txt` line: where it is, its mask file and what it says about the mask."""
+
+    where: str
+    mask_path: Path
+    label: int
+    conf: float
+
+
+def _parse_index_line(index: Path, root: Path, number: int, line: str) -> tuple[str, _Entry]:
+    """(the official reader's key for the mask file, the line's entry); raises on a bad line."""
+    where = f"{index}: line {number}"
+    parts = line.split()
+    if len(parts) != 3:
+        raise PredictionFileError(
+            f"{where}: expected '<relative mask path> <label id> <confidence>', found {line[:80]!r}"
+        )
+    rel, label_text, conf_text = parts
+    if os.path.isabs(rel):
+        raise PredictionFileError(f"{where}: mask path {rel!r} must be relative")
+    mask_path = (index.parent / rel).resolve()
+    if not mask_path.is_relative_to(root):
+        raise PredictionFileError(f"{where}: mask path {rel!r} points outside {root}")
+    try:
+        label = int(float(label_text))
+        conf = float(conf_text)
+    except ValueError:
+        raise PredictionFileError(
+            f"{where}: label id {label_text!r} / confidence {conf_text!r} are not numbers"
+        ) from None
+    if not math.isfinite(conf):
+        raise PredictionFileError(f"{where}: confidence {conf_text!r} is not finite")
+    # The official script keys its predictions by this path (joined, normalised, symlinks kept).
+    return os.path.abspath(index.parent / rel), _Entry(where, mask_path, label, conf)
+
+
 def read_scannet_instances(
-    index_path: str | os.PathLike[str], num_vertices: int | None = None
+    index_path: str | os.PathLike[str],
+    num_vertices: int | None = None,
+    *,
+    only_labels: Collection[int] | None = None,
 ) -> Instances:
     """Read `<scene>.txt` and its mask files into `Instances` (labels as written: NYU40 ids).
 
-    num_vertices: the scene's vertex count; every mask file must have exactly that many lines
-    (without it, the first mask file's length is used and the others must agree).
+    As ScanNet's evaluate_semantic_instance.py reads the file (it keeps the lines in a dict keyed
+    by the mask file's path): a mask path listed on several lines is ONE prediction, with the
+    label id and confidence of its last line, in the place of its first line (the order the
+    greedy matching visits predictions); a warning names the path. Paths are compared after
+    joining and normalising (`pred_mask/./a.txt` is `pred_mask/a.txt`), not after following
+    symbolic links.
+
+    num_vertices: the scene's vertex count; every mask file read must have exactly that many
+    lines (without it, the first mask file's length is used and the others must agree).
+    only_labels: when given (e.g. `evaluate.INSTANCE_NYU40_IDS`), the mask files of predictions
+    whose label is not in it are not opened, as the official script never opens them: such
+    predictions come back with an empty mask (the evaluation skips and counts them) and a
+    missing or short mask file of theirs is no error. Without it every mask file is read and
+    checked.
     Raises `PredictionFileError` naming the file and line on any malformed entry.
     """
     index = Path(index_path)
@@ -113,41 +169,35 @@ def read_scannet_instances(
         raise PredictionFileError(f"{index}: prediction file does not exist") from None
     except (OSError, UnicodeDecodeError) as error:
         raise PredictionFileError(f"{index}: cannot read: {error}") from None
-    masks, labels, scores = [], [], []
-    n = num_vertices
+    entries: dict[str, _Entry] = {}
     for number, line in enumerate(lines, start=1):
-        where = f"{index}: line {number}"
         if not line.strip():
             continue
-        parts = line.split()
-        if len(parts) != 3:
-            raise PredictionFileError(
-                f"{where}: expected '<relative mask path> <label id> <confidence>', found {line[:80]!r}"
-            )
-        rel, label_text, conf_text = parts
-        if os.path.isabs(rel):
-            raise PredictionFileError(f"{where}: mask path {rel!r} must be relative")
-        mask_path = (index.parent / rel).resolve()
-        if not mask_path.is_relative_to(root):
-            raise PredictionFileError(f"{where}: mask path {rel!r} points outside {root}")
-        try:
-            label = int(float(label_text))
-            conf = float(conf_text)
-        except ValueError:
-            raise PredictionFileError(
-                f"{where}: label id {label_text!r} / confidence {conf_text!r} are not numbers"
-            ) from None
-        if not math.isfinite(conf):
-            raise PredictionFileError(f"{where}: confidence {conf_text!r} is not finite")
-        values = _read_mask(mask_path, where)
-        if n is None:
-            n = values.size
-        if values.size != n:
-            raise PredictionFileError(
-                f"{mask_path}: {values.size} lines but the scene has {n} vertices "
-                f"(named in {where}); masks must have one line per mesh vertex"
-            )
-        masks.append(np.flatnonzero(values))
-        labels.append(label)
-        scores.append(conf)
+        key, entry = _parse_index_line(index, root, number, line)
+        if key in entries:
+            log.warning(
+                "%s: mask %s is listed again (%s): scored once, with this line's label "
+                "and confidence, as the official evaluation does",
+                entry.where, key, entries[key].where.rsplit(": ", 1)[-1],
+            )  # fmt: skip
+            entry = _Entry(entries[key].where, entry.mask_path, entry.label, entry.conf)
+        entries[key] = entry  # a dict keeps the first line's place and takes the last's values
+    wanted = None if only_labels is None else {int(x) for x in only_labels}
+    masks, labels, scores = [], [], []
+    n = num_vertices
+    for entry in entries.values():
+        if wanted is not None and entry.label not in wanted:
+            masks.append(np.zeros(0, np.int64))
+        else:
+            values = _read_mask(entry.mask_path, entry.where)
+            if n is None:
+                n = values.size
+            if values.size != n:
+                raise PredictionFileError(
+                    f"{entry.mask_path}: {values.size} lines but the scene has {n} vertices "
+                    f"(named in {entry.where}); masks must have one line per mesh vertex"
+                )
+            masks.append(np.flatnonzero(values))
+        labels.append(entry.label)
+        scores.append(entry.conf)
     return Instances(masks, np.array(labels, np.int64), np.array(scores), n or 0)
