@@ -13,6 +13,7 @@ from stseg_data.errors import (
     PointCloudReadError,
     SplitFileError,
     StsegInputError,
+    UnsafeFileError,
 )
 from stseg_data.io import read_scene
 from stseg_data.labels import (
@@ -237,8 +238,11 @@ def test_ssen_pt_round_trip_and_pickle_refused(tmp_path):
             return (open, (str(sentinel), "w"))
 
     torch.save({"x": Gadget()}, tmp_path / "evil.pt")
-    with pytest.raises(PointCloudReadError, match="cannot load as a safe tensor file"):
+    with pytest.raises(
+        UnsafeFileError, match=r"refused: not a safe \.pt data file.*io\.open"
+    ) as info:
         read_scene(tmp_path / "evil.pt")
+    assert "weights_only" not in str(info.value)
     assert not sentinel.exists()  # E1: the pickle gadget never ran
 
 

@@ -40,3 +40,7 @@ class SplitFileError(StsegInputError):
 
 class PreprocessError(StsegRuntimeError):
     """Preprocessing finished, but one or more scenes failed (each is named in the summary)."""
+
+
+class UnsafeFileError(StsegInputError):
+    """A file that would run code when loaded (a pickle calling a function): refused, never run."""

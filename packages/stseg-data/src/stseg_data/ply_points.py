@@ -43,7 +43,7 @@ def vertex_to_pointcloud(vertex: Columns, path: str, *, drop_nonfinite: bool = F
         if not drop_nonfinite:
             raise PointCloudReadError(
                 f"{path}: {bad.size} points with non-finite coordinates (NaN/inf), first at "
-                f"row {int(bad[0])}; fix the file or drop them (drop_nonfinite / --drop-nonfinite)"
+                f"row {int(bad[0])} (of {xyz.shape[0]}); fix or remove those points"
             )
         if bad.size == xyz.shape[0]:
             raise PointCloudReadError(f"{path}: all {bad.size} points have non-finite coordinates")

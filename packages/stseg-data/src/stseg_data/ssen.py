@@ -1,8 +1,10 @@
 """SSEN preprocessed scenes: `<scene>_semantic_segment.pt`, a float tensor [N, 9] =
 xyz, rgb (0..255), semantic (training id, -1 ignore), instance (-1 none), predicted semantic.
 
-torch is imported only inside these functions, and always with `weights_only=True` (F27):
-a pickle with code in it is refused, never executed. An [N, 8] tensor (no prediction) is accepted.
+torch is imported only inside these functions, and files are loaded only through
+`stseg_data.torch_files.load_weights_only` (F27): a pickle with code in it is refused
+(`UnsafeFileError`, "refused: not a safe .pt data file"), never executed. An [N, 8] tensor (no
+prediction) is accepted.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ def read_ssen_pt(path: str | os.PathLike[str], *, drop_nonfinite: bool = False) 
         raise StsegInputError(
             f"{path}: reading .pt files needs torch (pip install torch)"
         ) from None
-    try:
-        tensor = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or unsafe files
-        raise PointCloudReadError(f"{path}: cannot load as a safe tensor file ({type(error).__name__}: "
-                                  f"{str(error).splitlines()[0] if str(error) else ''})") from None  # fmt: skip
+    from stseg_data.torch_files import load_weights_only
+
+    tensor = load_weights_only(
+        path, what=".pt data file", accepted="a .pt data file holds one plain tensor [N, 9]"
+    )
     if not isinstance(tensor, torch.Tensor):
         raise PointCloudReadError(
             f"{path}: expected a tensor [N, 9], found {type(tensor).__name__}"

@@ -1,12 +1,15 @@
 """Reading and writing checkpoint files safely.
 
-Every PyTorch file goes through `torch.load(weights_only=True)`, with no fallback: a file that
-needs pickle code execution is refused (`UnsafeCheckpointError`), never executed. The only globals
+Every PyTorch file goes through `torch.load(weights_only=True)` (via
+`stseg_data.torch_files.load_weights_only`), with no fallback: a file that needs pickle code
+execution is refused (`UnsafeCheckpointError`, "refused: not a safe checkpoint", naming the pickled
+global), never executed, and the message never suggests `weights_only=False`. The only globals
 allowed beyond PyTorch's own are numpy's scalar and dtype reconstructors (original model-zoo files
 store their best score as a numpy float); they rebuild a number from bytes and run no code.
 `.safetensors` files are read with the safetensors library (no pickle at all).
 
-Truncated, empty or foreign files become `CheckpointReadError` naming the path and the cause.
+Truncated, empty or foreign files become `CheckpointReadError` naming the path and the cause
+("corrupt or truncated" only where the pickle stream or the archive is cut or damaged).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 
 from stseg_data.atomic import atomic_write
+from stseg_data.torch_files import load_weights_only
 from stseg_models.errors import CheckpointReadError, UnsafeCheckpointError
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -43,26 +46,6 @@ def _numpy_safe_globals() -> list[Any]:
     if dtypes is not None:
         allowed += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
     return allowed
-
-
-_UNSAFE_MARKERS = ("unsupported global", "trying to call reduce", "unsupported class", "is blocked")
-
-
-def _describe_torch_error(path: Path, error: Exception) -> Exception:
-    # torch wraps every weights-only unpickling failure in the same preamble; only the inner
-    # WeightsUnpickler message says whether the file asked for a callable (a gadget) or is garbage.
-    text = str(error)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    unsafe = [line for line in lines if any(m in line.lower() for m in _UNSAFE_MARKERS)]
-    if unsafe:
-        detail = unsafe[0].split("WeightsUnpickler error:")[-1].strip()
-        return UnsafeCheckpointError(
-            f"{path}: refused: loading it would execute pickled code ({_short(detail)}); only "
-            "weights-only checkpoints or .safetensors files are accepted"
-        )
-    inner = [line for line in lines if "unsupported operand" in line.lower()]
-    cause = inner[0] if inner else (lines[0] if lines else "unknown error")
-    return CheckpointReadError(f"{path}: not a readable PyTorch checkpoint ({_short(cause)})")
 
 
 def _short(text: str, limit: int = 160) -> str:
@@ -91,13 +74,14 @@ def read_torch_file(path: str | os.PathLike[str]) -> Any:
             raise CheckpointReadError(f"{p}: corrupt checkpoint archive ({error})") from error
         if bad is not None:
             raise CheckpointReadError(f"{p}: corrupt checkpoint: CRC mismatch in member {bad!r}")
-    try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
-            return torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
-        raise _describe_torch_error(p, error) from error
-    except (AttributeError, KeyError, TypeError, IndexError, UnicodeDecodeError) as error:
-        raise CheckpointReadError(f"{p}: not a readable PyTorch checkpoint ({error!r})") from error
+    return load_weights_only(
+        p,
+        what="checkpoint",
+        safe_globals=_numpy_safe_globals(),
+        read_error=CheckpointReadError,
+        unsafe_error=UnsafeCheckpointError,
+        accepted="only weights-only checkpoints or .safetensors files are accepted",
+    )
 
 
 def read_safetensors_file(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict]:

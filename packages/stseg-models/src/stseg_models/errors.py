@@ -7,7 +7,7 @@ failure while running.
 
 from __future__ import annotations
 
-from stseg_data.errors import StsegError, StsegInputError, StsegRuntimeError
+from stseg_data.errors import StsegError, StsegInputError, StsegRuntimeError, UnsafeFileError
 
 __all__ = [
     "CheckpointError",
@@ -33,7 +33,7 @@ class CheckpointReadError(CheckpointError):
     """The file is missing, truncated, corrupt, or not a checkpoint at all."""
 
 
-class UnsafeCheckpointError(CheckpointError):
+class UnsafeCheckpointError(CheckpointError, UnsafeFileError):
     """The file needs pickle code execution to load (refused: `torch.load(weights_only=True)`)."""
 
 
