@@ -94,8 +94,9 @@ def test_preprocess_scannet_resume_and_splits(scannet_raw, tmp_path):
     np.testing.assert_array_equal(cloud.labels, raw.labels)
     np.testing.assert_array_equal(cloud.instances, raw.instances)
     np.testing.assert_allclose(cloud.xyz, raw.xyz, atol=1e-6)
-    again = preprocess("scannet", scannet_raw, out)
+    again = preprocess("scannet", scannet_raw, out, resume=True)
     assert again.written == [] and len(again.skipped) == 2
+    assert again.summary() == "0 written, 2 already done, 0 failed"
 
 
 def test_preprocess_bad_scene_reported_others_kept(scannet_raw, tmp_path):
@@ -107,9 +108,9 @@ def test_preprocess_bad_scene_reported_others_kept(scannet_raw, tmp_path):
     (out / "train").mkdir(parents=True)
     (out / "train" / "scene0001_00.ply.keep").write_text("")
     with pytest.raises(
-        PreprocessError, match=r"1 written, 0 already done, 1 failed.*scene0001_00: .*truncated"
+        PreprocessError, match=r"1 written, 1 failed.*scene0001_00: .*truncated"
     ) as info:
-        preprocess("scannet", raw, out)
+        preprocess("scannet", raw, out, overwrite=True)
     assert info.value.report.written == ["scene0000_00"]
     assert not (out / "train" / "scene0001_00.ply").exists()
     assert sorted(p.name for p in (out / "train").iterdir()) == [

@@ -27,11 +27,20 @@ def main() -> None:
 @click.option(
     "--spacing", type=float, default=None, help="Vertex spacing (m; cm/100 for synthia4d)."
 )
-def synth(kind: str, out: str, scenes: int, seed: int, frames: int, spacing: float | None) -> None:
-    """Write synthetic scenes of KIND in the real raw format under OUT."""
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an earlier synth output in OUT (only a folder synth wrote; never another).",
+)
+def synth(
+    kind: str, out: str, scenes: int, seed: int, frames: int, spacing: float | None, overwrite: bool
+) -> None:
+    """Write synthetic scenes of KIND in the real raw format under OUT (new or empty)."""
     from stseg_data.synth import write_synthetic
 
-    names = write_synthetic(kind, out, scenes, seed, frames=frames, spacing=spacing, progress=True)
+    names = write_synthetic(
+        kind, out, scenes, seed, frames=frames, spacing=spacing, progress=True, overwrite=overwrite
+    )
     click.echo(f"wrote {len(names)} {'frames' if kind == 'synthia4d' else 'scenes'} to {out}")
 
 
@@ -40,11 +49,15 @@ def synth(kind: str, out: str, scenes: int, seed: int, frames: int, spacing: flo
 @click.argument("raw", type=click.Path(file_okay=False))
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--workers", default=1, show_default=True, help="Parallel processes.")
-def preprocess(kind: str, raw: str, out: str, workers: int) -> None:
-    """Turn a raw KIND dataset in RAW into per-scene training PLY files under OUT."""
+@click.option("--overwrite", is_flag=True, help="Write every scene again into a non-empty OUT.")
+@click.option(
+    "--resume", is_flag=True, help="Continue an interrupted run into OUT, keeping finished scenes."
+)
+def preprocess(kind: str, raw: str, out: str, workers: int, overwrite: bool, resume: bool) -> None:
+    """Turn a raw KIND dataset in RAW into per-scene training PLY files under OUT (new or empty)."""
     from stseg_data.preprocess import preprocess as run
 
-    report = run(kind, raw, out, workers, progress=True)
+    report = run(kind, raw, out, workers, progress=True, overwrite=overwrite, resume=resume)
     click.echo(report.summary())
 
 

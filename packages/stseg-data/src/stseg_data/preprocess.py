@@ -10,13 +10,18 @@ Output format (all kinds): binary little-endian PLY, vertex fields
 - synthia4d: OUT/<sequence>/<camera>/<frame>.ply (centimetres kept, labels 16 -> 12)
 
 plus split lists OUT/train.txt and OUT/val.txt (paths relative to OUT) made from the raw split
-files when present. Each file is written atomically, so an existing output is complete and is
-skipped on re-runs; a scene that fails is reported and skipped, and the run raises
-`PreprocessError` (exit 1) listing the failures after finishing every other scene.
+files when present, and `OUT/.stseg-preprocess.json` (kind, raw folder, complete). RAW is checked
+(its scenes listed) before OUT is made. OUT must be new or empty: `overwrite` writes every scene
+again over what is there (files of other names are left alone); `resume` continues an interrupted
+run into a folder this command wrote for the same kind and RAW, keeping the scene files already
+there (each file is written atomically, so one that exists is complete). A scene that fails is
+reported and skipped, and the run raises `PreprocessError` (exit 1) listing the failures after
+finishing every other scene.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -25,13 +30,17 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from stseg_data.atomic import atomic_write
 from stseg_data.errors import PreprocessError, StsegError, StsegInputError
 from stseg_data.labels import IGNORE_LABEL
+from stseg_data.outputs import check_writable, has_content, refuse_existing
 from stseg_data.ply import write_ply
 from stseg_data.pointcloud import PointCloud
 from stseg_data.splits import read_split_entries, write_split
 
 KINDS = ("scannet", "s3dis", "synthia4d")
+#: what a folder written by preprocess holds besides the scenes: lets --resume know it is its own
+MARKER = ".stseg-preprocess.json"
 
 
 @dataclass
@@ -41,6 +50,7 @@ class Job:
     output: str
     name: str
     require_labels: bool = True
+    keep_existing: bool = False
 
 
 @dataclass
@@ -51,7 +61,8 @@ class PreprocessReport:
     unknown_labels: int = 0
 
     def summary(self) -> str:
-        text = f"{len(self.written)} written, {len(self.skipped)} already done, {len(self.failed)} failed"
+        done = f", {len(self.skipped)} already done" if self.skipped else ""
+        text = f"{len(self.written)} written{done}, {len(self.failed)} failed"
         if self.unknown_labels:
             text += (
                 f"; {self.unknown_labels} points had labels outside the class map (set to ignore)"
@@ -95,7 +106,7 @@ def _read(job: Job, stats: dict) -> PointCloud:
 
 def run_job(job: Job) -> tuple[str, str, str, int]:
     """Process one scene: (name, 'written' | 'skipped' | 'failed', message, unknown label count)."""
-    if Path(job.output).exists():
+    if job.keep_existing and Path(job.output).exists():
         return job.name, "skipped", "", 0
     stats: dict = {}
     try:
@@ -161,15 +172,32 @@ def preprocess(
     workers: int = 1,
     *,
     progress: bool = False,
+    overwrite: bool = False,
+    resume: bool = False,
 ) -> PreprocessReport:
     """Preprocess every scene of a raw dataset (see the module docstring). Returns the report;
     raises `PreprocessError` (with `.report`) when any scene failed."""
     if kind not in KINDS:
         raise StsegInputError(f"unknown dataset kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if overwrite and resume:
+        raise StsegInputError("--overwrite and --resume exclude each other; choose one")
+    if workers < 1:
+        raise StsegInputError(f"--workers must be at least 1, got {workers}")
     raw, out = Path(raw), Path(out)
     if not raw.is_dir():
         raise StsegInputError(f"{raw}: raw dataset folder does not exist")
-    jobs = _jobs(kind, raw, out)
+    if out.resolve() == raw.resolve():
+        raise StsegInputError(f"{out}: the output folder is the raw dataset; choose another OUT")
+    jobs = _jobs(kind, raw, out)  # reads RAW: a bad dataset is refused before OUT exists
+    if resume:
+        _check_resumable(out, kind, raw)
+    else:
+        refuse_existing(out, overwrite, hint="pass --overwrite to write it again, or --resume")
+    check_writable(out)
+    for job in jobs:
+        job.keep_existing = resume
+    out.mkdir(parents=True, exist_ok=True)
+    _write_marker(out, kind, raw, complete=False)
     report = PreprocessReport()
     bar = tqdm(total=len(jobs), desc=f"preprocess {kind}", unit="scene", disable=not progress)
     if workers <= 1:
@@ -181,12 +209,42 @@ def preprocess(
             _collect((f.result() for f in as_completed(futures)), report, bar)
     bar.close()
     _write_splits(kind, raw, out, jobs)
+    _write_marker(out, kind, raw, complete=not report.failed)
     if report.failed:
         lines = "; ".join(f"{name}: {message}" for name, message in sorted(report.failed))
         error = PreprocessError(f"{report.summary()}. Failed: {lines}")
         error.report = report  # type: ignore[attr-defined]
         raise error
     return report
+
+
+def _check_resumable(out: Path, kind: str, raw: Path) -> None:
+    """--resume continues only this command's own run of the same kind from the same RAW."""
+    if not has_content(out):
+        return
+    try:
+        found = json.loads((out / MARKER).read_text())
+    except (OSError, ValueError):
+        found = None
+    if not isinstance(found, dict):
+        raise StsegInputError(
+            f"{out}: refused: --resume continues only a folder written by stseg-data preprocess "
+            f"(it has no {MARKER}); nothing was changed"
+        )
+    wanted = {"kind": kind, "raw": str(raw.resolve())}
+    if {key: found.get(key) for key in wanted} != wanted:
+        raise StsegInputError(
+            f"{out}: refused: --resume: this folder was preprocessed as {found.get('kind')!r} "
+            f"from {found.get('raw')}, not {kind!r} from {raw.resolve()}; nothing was changed"
+        )
+
+
+def _write_marker(out: Path, kind: str, raw: Path, *, complete: bool) -> None:
+    record = {"tool": "stseg-data preprocess", "kind": kind, "raw": str(raw.resolve()),
+              "complete": complete}  # fmt: skip
+    with atomic_write(out / MARKER, "w") as handle:
+        json.dump(record, handle)
+        handle.write("\n")
 
 
 def _collect(results, report: PreprocessReport, bar) -> None:
