@@ -199,15 +199,15 @@ def preprocess(
     out.mkdir(parents=True, exist_ok=True)
     _write_marker(out, kind, raw, complete=False)
     report = PreprocessReport()
-    bar = tqdm(total=len(jobs), desc=f"preprocess {kind}", unit="scene", disable=not progress)
-    if workers <= 1:
-        results = (run_job(job) for job in jobs)
-        _collect(results, report, bar)
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(run_job, job) for job in jobs]
-            _collect((f.result() for f in as_completed(futures)), report, bar)
-    bar.close()
+    # on a terminal only (disable=None); closed before an error propagates (one line of its own)
+    with tqdm(total=len(jobs), desc=f"preprocess {kind}", unit="scene",
+              disable=None if progress else True) as bar:  # fmt: skip
+        if workers <= 1:
+            _collect((run_job(job) for job in jobs), report, bar)
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(run_job, job) for job in jobs]
+                _collect((f.result() for f in as_completed(futures)), report, bar)
     _write_splits(kind, raw, out, jobs)
     _write_marker(out, kind, raw, complete=not report.failed)
     if report.failed:

@@ -138,22 +138,25 @@ def _write_kind(
     spacing: float | None,
     progress: bool,
 ) -> list[str]:
-    bar = tqdm(range(scenes), desc=f"synth {kind}", unit="scene", disable=not progress)
-    if kind == "scannet":
-        from stseg_data.synth_scannet import write_label_tsv, write_scannet_scene, write_splits
+    # the bar shows on a terminal only (disable=None), and is closed (its line ended) before an
+    # error propagates, so the error stays one line of its own
+    with tqdm(range(scenes), desc=f"synth {kind}", unit="scene",
+              disable=None if progress else True) as bar:  # fmt: skip
+        if kind == "scannet":
+            from stseg_data.synth_scannet import write_label_tsv, write_scannet_scene, write_splits
 
-        write_label_tsv(root)
-        names = [write_scannet_scene(root, i, seed, spacing or 0.035) for i in bar]
-        write_splits(root, names)
-        return names
-    if kind == "s3dis":
-        from stseg_data.synth_s3dis import write_s3dis_room, write_s3dis_splits
+            write_label_tsv(root)
+            names = [write_scannet_scene(root, i, seed, spacing or 0.035) for i in bar]
+            write_splits(root, names)
+            return names
+        if kind == "s3dis":
+            from stseg_data.synth_s3dis import write_s3dis_room, write_s3dis_splits
 
-        names = [write_s3dis_room(root, i, seed, spacing or 0.035) for i in bar]
-        write_s3dis_splits(root, names)
-        return names
-    from stseg_data.synth_synthia import write_synthia_sequence, write_synthia_splits
+            names = [write_s3dis_room(root, i, seed, spacing or 0.035) for i in bar]
+            write_s3dis_splits(root, names)
+            return names
+        from stseg_data.synth_synthia import write_synthia_sequence, write_synthia_splits
 
-    sequences = [write_synthia_sequence(root, i, seed, frames, spacing or 0.15) for i in bar]
-    write_synthia_splits(root, sequences)
-    return [p for seq in sequences for p in seq]
+        sequences = [write_synthia_sequence(root, i, seed, frames, spacing or 0.15) for i in bar]
+        write_synthia_splits(root, sequences)
+        return [p for seq in sequences for p in seq]
