@@ -40,6 +40,8 @@ _UNSAFE_MARKERS = ("unsupported global", "trying to call reduce", "unsupported c
 # the longest run of pickles a legacy (pre-1.6) torch file starts with: magic number, protocol,
 # system info, the object, the storage keys; raw storage bytes follow
 _LEGACY_PICKLES = 5
+# torch's words for tensor bytes or an archive cut short
+_CUT_SHORT = re.compile(r"EOF|central directory|miniz|corrupt|truncat|ran out of input", re.I)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -113,6 +115,9 @@ def describe_load_failure(
         return read_error(f"{path}: corrupt or truncated {what} ({cause})")
     if torch_refused:
         return unsafe_error(f"{path}: refused: not a safe {what} ({reason}; {accepted})")
+    if isinstance(error, EOFError) or _CUT_SHORT.search(str(error)):
+        # the pickles are whole but the tensor bytes after them (or the archive) are not
+        return read_error(f"{path}: corrupt or truncated {what} ({reason})")
     return read_error(f"{path}: not a readable {what} ({reason})")
 
 

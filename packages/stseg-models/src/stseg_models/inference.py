@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from stseg_data.cli_support import is_out_of_memory, out_of_memory_line
+from stseg_data.errors import StsegError
 from stseg_models.checkpoint import Checkpoint, InferenceSpec, dataset_preset, infer_model_args
 from stseg_models.errors import CheckpointError, PredictInputError, PredictRuntimeError
 
@@ -209,9 +211,30 @@ class Segmenter:
 
         `rotations` > 1 averages the logits of that many rotations about z (2*pi*k/rotations).
         4D (space + time) networks also need `time`: int [N] frame index of every point.
+        Running out of memory (CPU or GPU) raises `PredictRuntimeError` naming the allocation.
         """
         if not (isinstance(rotations, int) and rotations >= 1):
             raise PredictInputError(f"rotations must be a positive integer, got {rotations!r}")
+        try:
+            return self._predict(xyz, rgb, rotations, fill_color, time)
+        except (MemoryError, RuntimeError) as error:
+            # numpy's MemoryError, torch's CPU allocator ("DefaultCPUAllocator: not enough
+            # memory") and CUDA's OutOfMemoryError all end here as one typed error naming the size
+            if isinstance(error, StsegError) or not is_out_of_memory(error):
+                raise
+            n = len(xyz)
+            raise PredictRuntimeError(
+                f"{n} points, {rotations} rotation(s) on {self.device}: {out_of_memory_line(error)}"
+            ) from None
+
+    def _predict(
+        self,
+        xyz: np.ndarray,
+        rgb: np.ndarray | None,
+        rotations: int,
+        fill_color: tuple[float, float, float] | None,
+        time: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         xyz, rgb = validate_cloud(xyz, rgb, self.spec, fill_color)
         frames = self._frames(time, len(xyz))
         # centre horizontally only: training never translates along the upright axis (the
@@ -225,13 +248,7 @@ class Segmenter:
             points = centred if k == 0 else centred @ rotation_z(2 * math.pi * k / rotations).T
             if frames is not None:
                 points = np.hstack([points, frames[:, None]])
-            try:
-                logits, inverse = self._voxel_logits(points, rgb)
-            except torch.OutOfMemoryError as error:
-                raise PredictRuntimeError(
-                    f"out of memory on {self.device} for {n} points; try device='cpu' or a "
-                    "smaller scene"
-                ) from error
+            logits, inverse = self._voxel_logits(points, rgb)
             for start in range(0, n, POINT_CHUNK):
                 stop = min(start + POINT_CHUNK, n)
                 acc[start:stop] += logits.index_select(0, inverse[start:stop])

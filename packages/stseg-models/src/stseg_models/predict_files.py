@@ -11,7 +11,9 @@ Labels are the dataset's ids (`InferenceSpec.label_ids`, NYU40 for ScanNet) when
 them, else training ids 0..C-1. Existing outputs are refused without ``overwrite``, checked for
 every output of a scene before any is written. ``keep_going`` records a failing scene and goes on;
 the run then ends with an error summarising the failures (exit 2 if every failure was bad input).
-Results already written are never removed.
+Running out of memory on a scene is such a failure (exit 1, the size named), never a traceback.
+Results already written are never removed. The output folder is checked writable before the model
+is loaded.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from stseg_data.cli_support import out_of_memory_line
 from stseg_data.errors import StsegError, StsegInputError
+from stseg_data.outputs import check_writable
 from stseg_models.errors import PredictInputError, PredictRuntimeError
 from stseg_models.inference import Segmenter
 from stseg_models.palette import colorize
@@ -128,7 +132,10 @@ def predict_file(seg: Segmenter, path: Path, opts: PredictOptions) -> list[Path]
             )
         if out.exists() and not opts.overwrite:
             raise PredictInputError(f"{out}: already exists (pass --overwrite to replace it)")
-    cloud = read_scene(path)
+    try:
+        cloud = read_scene(path)
+    except MemoryError as error:  # a huge file: one line naming it, and --keep-going goes on
+        raise PredictRuntimeError(f"{path}: {out_of_memory_line(error)}") from None
     if len(cloud) == 0:
         raise PredictInputError(f"{path}: the point cloud has 0 points; nothing to segment")
     try:
@@ -137,6 +144,8 @@ def predict_file(seg: Segmenter, path: Path, opts: PredictOptions) -> list[Path]
         )
     except PredictInputError as error:
         raise PredictInputError(f"{path}: {error}") from error
+    except PredictRuntimeError as error:  # out of memory among them: named per file
+        raise PredictRuntimeError(f"{path}: {error}") from error
     if len(labels) != len(cloud):  # F32: one prediction per input point, always
         raise PredictRuntimeError(f"{path}: {len(labels)} predictions for {len(cloud)} points")
     table = np.asarray(seg.spec.label_ids or range(seg.num_classes), dtype=np.int64)
@@ -190,6 +199,7 @@ def run_predict(
 ) -> PredictSummary:
     """The whole `predict` command: find inputs, load the checkpoint once, predict them all."""
     files = find_inputs(input_path)
+    check_writable(opts.out_dir)  # a read-only or missing place for outputs, before the model loads
     seg = Segmenter.from_checkpoint(weights, device=device, model_name=model_name, dataset=dataset)
     if seg.dimension != 3:
         raise PredictInputError(
