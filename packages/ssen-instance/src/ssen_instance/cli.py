@@ -98,22 +98,27 @@ def train(data, semantic_weights, out, recipe, model, embedding_dim, max_iter, b
               help="Semantic checkpoint (required unless --stored-semantic).")  # fmt: skip
 @click.option("--instance-weights", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", default="ssen-eval", show_default=True, type=click.Path(),
-              help="Folder for metrics.json and the predictions.")  # fmt: skip
+              help="Folder for metrics.json and the predictions (a non-empty one is refused "
+                   "unless --overwrite).")  # fmt: skip
+@click.option("--overwrite", is_flag=True,
+              help="Write into a non-empty --out, replacing the files this evaluation writes.")  # fmt: skip
 @click.option("--stored-semantic", is_flag=True,
               help="Use the scene files' predicted-semantic column instead of the semantic pass.")  # fmt: skip
 @_cluster_options
-def evaluate(scenes, semantic_weights, instance_weights, out, stored_semantic, strategy,
+def evaluate(scenes, semantic_weights, instance_weights, out, overwrite, stored_semantic, strategy,
              min_cluster_size, min_samples, cluster_epsilon, score, rotations, device) -> None:  # fmt: skip
     """ScanNet instance AP over SSEN scene files (SCENE.pt or a folder)."""
-    from ssen_instance.pipeline import evaluate_path, make_segmenter
+    from ssen_instance.pipeline import make_segmenter, plan_evaluation, run_evaluation
 
     if semantic_weights is None and not stored_semantic:
         raise click.UsageError("pass --semantic-weights S, or --stored-semantic")
     grouping = _grouping(strategy, min_cluster_size, min_samples, cluster_epsilon, score)
+    # every scene file and the output folder are checked before the networks are loaded
+    plan = plan_evaluation(scenes, out, overwrite=overwrite)
     segmenter = make_segmenter(
         semantic_weights, instance_weights, grouping, rotations=rotations, device=device
     )
-    metrics = evaluate_path(scenes, segmenter, out=out, stored_semantic=stored_semantic)
+    metrics = run_evaluation(plan, segmenter, stored_semantic=stored_semantic)
     click.echo(metrics.table())
     click.echo(f"metrics: {out}/metrics.json")
 
@@ -123,18 +128,25 @@ def evaluate(scenes, semantic_weights, instance_weights, out, stored_semantic, s
 @click.option("--out", required=True, type=click.Path(), help="Output folder (benchmark format).")
 @click.option("--semantic-weights", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--instance-weights", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--overwrite", is_flag=True)
+@click.option("--overwrite", is_flag=True,
+              help="Replace this scene's earlier prediction in --out (its index and mask files).")  # fmt: skip
 @_cluster_options
 def predict(scene, out, semantic_weights, instance_weights, overwrite, strategy, min_cluster_size,
             min_samples, cluster_epsilon, score, rotations, device) -> None:  # fmt: skip
-    """Instances of SCENE (.ply or SSEN .pt) in the ScanNet benchmark format."""
-    from ssen_instance.pipeline import make_segmenter, predict_file
+    """Instances of SCENE (.ply or SSEN .pt) in the ScanNet benchmark format.
+
+    OUT may hold other scenes' predictions (the benchmark's one folder for all scenes); only an
+    earlier prediction of this scene is refused without --overwrite.
+    """
+    from ssen_instance.pipeline import make_segmenter, predict_cloud, prepare_predict
+    from ssen_instance.scenes import scene_name
 
     grouping = _grouping(strategy, min_cluster_size, min_samples, cluster_epsilon, score)
+    cloud = prepare_predict(scene, out, overwrite=overwrite)  # before the networks are loaded
     segmenter = make_segmenter(
         semantic_weights, instance_weights, grouping, rotations=rotations, device=device
     )
-    index, pred = predict_file(scene, out, segmenter, overwrite=overwrite)
+    index, pred = predict_cloud(cloud, scene_name(scene), out, segmenter)
     click.echo(f"{index}: {len(pred.instances)} instances")
 
 
@@ -143,19 +155,27 @@ def predict(scene, out, semantic_weights, instance_weights, overwrite, strategy,
 @click.argument("out", type=click.Path())
 @click.option("--semantic-weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Semantic checkpoint for the prediction column (default: ground truth).")  # fmt: skip
-def preprocess(raw, out, semantic_weights) -> None:
-    """ScanNet raw scans (RAW/scans/<scene>/...) -> SSEN N x 9 scene files in OUT."""
+@click.option("--overwrite", is_flag=True,
+              help="Write into a non-empty OUT, replacing the scene files made now.")  # fmt: skip
+def preprocess(raw, out, semantic_weights, overwrite) -> None:
+    """ScanNet raw scans (RAW/scans/<scene>/...) -> SSEN N x 9 scene files in OUT.
+
+    The files appear in OUT only when every scene is done: a failed run leaves OUT as it was.
+    """
     from ssen_instance.scenes import preprocess_scannet
 
-    summary = preprocess_scannet(raw, out, semantic_weights=semantic_weights)
+    summary = preprocess_scannet(raw, out, semantic_weights=semantic_weights, overwrite=overwrite)
     click.echo(json.dumps(summary))
 
 
 @main.command()
 @click.option("--out", type=click.Path(), default="runs/demo-instance", show_default=True,
-              help="Demo folder (must not exist, unless --resume).")  # fmt: skip
+              help="Demo folder (must be new or empty, unless --resume or --overwrite).")  # fmt: skip
 @click.option("--resume", is_flag=True,
               help="Continue the demo in --out from the stage that was interrupted.")  # fmt: skip
+@click.option("--overwrite", is_flag=True,
+              help="Start the demo in --out again: the earlier demo's files there are removed "
+                   "(only a demo folder: one with demo.json).")  # fmt: skip
 @click.option("--semantic-weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Reuse this semantic checkpoint instead of training the semantic main job.")  # fmt: skip
 @click.option("--rooms", type=int, default=None,
@@ -178,8 +198,8 @@ def preprocess(raw, out, semantic_weights) -> None:
               help="Log lines instead of progress bars (e.g. when the output goes to a file).")  # fmt: skip
 @click.option("--no-view", is_flag=True,
               help="Skip the PNG / HTML views (they need stseg-viz).")  # fmt: skip
-def demo(out, resume, semantic_weights, rooms, semantic_max_iter, semantic_sets, recipe,
-         max_iter, save_freq, strategy, threads, no_progress, no_view) -> None:  # fmt: skip
+def demo(out, resume, overwrite, semantic_weights, rooms, semantic_max_iter, semantic_sets,
+         recipe, max_iter, save_freq, strategy, threads, no_progress, no_view) -> None:  # fmt: skip
     """From nothing: synthetic rooms, semantic training, SSEN training, AP on held-out rooms.
 
     Writes OUT/metrics.json (AP / AP50 / AP25 with predicted and with ground-truth semantics,
@@ -193,6 +213,6 @@ def demo(out, resume, semantic_weights, rooms, semantic_max_iter, semantic_sets,
         save_freq=save_freq, strategy=strategy, threads=threads,
         view=False if no_view else None, progress=False if no_progress else None,
     )  # fmt: skip
-    metrics = run_demo(out, given, resume=resume)
+    metrics = run_demo(out, given, resume=resume, overwrite=overwrite)
     click.echo(format_summary(metrics))
     click.echo(f"metrics: {out}/metrics.json")

@@ -214,9 +214,11 @@ def stage_evaluate(run: Path, settings: DemoSettings, weights: str) -> dict[str,
     for source, folder in sources:
         out = run / "eval" / folder
         tic = time.perf_counter()
+        # overwrite: an interrupted evaluation stage is redone over its own earlier output
         evaluate_path(
-            run / "scenes" / "val", segmenter, out=out, semantic=source, progress=settings.progress
-        )
+            run / "scenes" / "val", segmenter, out=out, overwrite=True, semantic=source,
+            progress=settings.progress,
+        )  # fmt: skip
         report[f"seconds_{folder}"] = round(time.perf_counter() - tic, 1)
         report[folder] = str(out / "metrics.json")
     return report
@@ -295,16 +297,22 @@ def require_view_support() -> None:
 
 
 def run_demo(
-    out: str | os.PathLike[str], given: dict[str, Any], *, resume: bool = False
+    out: str | os.PathLike[str],
+    given: dict[str, Any],
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """The whole demo (module docstring) into `out`; returns what DIR/metrics.json holds.
 
     `given`: `DemoSettings` fields chosen by the caller (None: default, or on resume the saved).
+    `overwrite`: start again in a folder holding an earlier demo (`open_demo_dir`).
     """
     run = Path(out)
     if not resume and given.get("view") is not False:
-        require_view_support()  # before the folder is made: a failed start leaves nothing behind
-    settings = open_demo_dir(run, given, resume=resume)
+        # before the folder is made or an earlier demo removed: a failed start changes nothing
+        require_view_support()
+    settings = open_demo_dir(run, given, resume=resume, overwrite=overwrite)
     if settings.view:
         require_view_support()
     if settings.threads:

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 from ssen_instance.errors import InstanceInputError
 from stseg_data.atomic import atomic_write
+from stseg_data.outputs import check_writable
 
 SETTINGS_FILE = "demo.json"
+# Everything a demo writes in its folder (`ssen_instance.demo`'s stages, ledger and metrics):
+# `--overwrite` removes these and nothing else, so a file the user put there survives.
+DEMO_ENTRIES = ("data", "semantic", "scenes", "scenes.partial", "instance", "eval", "example",
+                "example.partial", "stages.json", "metrics.json", SETTINGS_FILE)  # fmt: skip
 # Settings that may differ when a demo is resumed: they change how fast it runs, not what it makes.
 RUNTIME_SETTINGS = ("threads", "progress")
 
@@ -37,13 +43,21 @@ class DemoSettings:
         return out
 
 
-def open_demo_dir(run: Path, given: dict[str, Any], *, resume: bool) -> DemoSettings:
+def open_demo_dir(
+    run: Path, given: dict[str, Any], *, resume: bool, overwrite: bool = False
+) -> DemoSettings:
     """The settings of the demo in `run` (new: `given` on the defaults; resumed: the saved ones).
 
-    A new demo refuses an existing non-empty folder; `--resume` needs a demo folder, and refuses
-    settings given now that differ from the saved ones (they would not make the same demo), except
-    the `RUNTIME_SETTINGS`.
+    A new demo refuses an existing non-empty folder unless `overwrite`, which replaces an earlier
+    demo (a folder with demo.json: its `DEMO_ENTRIES` are removed once every check passed) and
+    nothing else. `--resume` needs a demo folder, and refuses settings given now that differ from
+    the saved ones (they would not make the same demo), except the `RUNTIME_SETTINGS`. The folder
+    is checked writable before anything is written.
     """
+    if resume and overwrite:
+        raise InstanceInputError(
+            "--resume continues the demo, --overwrite starts it again: pass one of them"
+        )
     given = {k: v for k, v in given.items() if v is not None}
     if "semantic_sets" in given:
         given["semantic_sets"] = tuple(given["semantic_sets"])
@@ -51,18 +65,31 @@ def open_demo_dir(run: Path, given: dict[str, Any], *, resume: bool) -> DemoSett
         given["semantic_weights"] = str(Path(given["semantic_weights"]).resolve())
     saved_path = run / SETTINGS_FILE
     if not resume:
-        if run.exists() and (not run.is_dir() or any(run.iterdir())):
+        existing = run.exists() and (not run.is_dir() or any(run.iterdir()))
+        if existing and not overwrite:
             raise InstanceInputError(
-                f"{run}: already exists; pass --resume to continue that demo, or choose another --out"
+                f"{run}: already exists; pass --resume to continue that demo, --overwrite to "
+                "start it again, or choose another --out"
+            )
+        if existing and not saved_path.is_file():
+            raise InstanceInputError(
+                f"{run}: already exists and is not a demo folder (no {SETTINGS_FILE}); "
+                "--overwrite replaces only an earlier demo: choose another --out"
             )
         settings = DemoSettings(**given)
         _check(settings)
+        if existing:
+            _check_kept_inputs(run, settings)
+        check_writable(run)
+        if existing:
+            remove_demo(run)
         run.mkdir(parents=True, exist_ok=True)
         with atomic_write(saved_path, "w") as handle:
             json.dump(settings.to_dict(), handle, indent=2)
         return settings
     if not saved_path.is_file():
         raise InstanceInputError(f"--resume {run}: not a demo folder (no {SETTINGS_FILE})")
+    check_writable(run)
     try:
         saved = json.loads(saved_path.read_text())
         saved["semantic_sets"] = tuple(saved.get("semantic_sets", ()))
@@ -80,6 +107,29 @@ def open_demo_dir(run: Path, given: dict[str, Any], *, resume: bool) -> DemoSett
         )
     runtime = {key: given[key] for key in RUNTIME_SETTINGS if key in given}
     return dataclasses.replace(settings, **runtime)
+
+
+def remove_demo(run: Path) -> None:
+    """Remove what an earlier demo wrote in `run` (`DEMO_ENTRIES`), nothing else."""
+    for name in DEMO_ENTRIES:
+        entry = run / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        elif entry.exists() or entry.is_symlink():
+            entry.unlink()
+
+
+def _check_kept_inputs(run: Path, settings: DemoSettings) -> None:
+    """A checkpoint the new demo reuses must not be one of the files `--overwrite` removes."""
+    if not settings.semantic_weights:
+        return
+    weights = Path(settings.semantic_weights).resolve()
+    for name in DEMO_ENTRIES:
+        if weights.is_relative_to((run / name).resolve()):
+            raise InstanceInputError(
+                f"--semantic-weights {settings.semantic_weights}: inside the demo that "
+                "--overwrite would remove; copy it out of the folder first"
+            )
 
 
 def _check(settings: DemoSettings) -> None:

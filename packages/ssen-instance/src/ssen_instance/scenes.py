@@ -130,15 +130,26 @@ def preprocess_scannet(
     subset: str = "scans",
     rotations: int = 1,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> dict:
     """ScanNet raw scans (`raw/<subset>/<scene>/...`) -> `out/<scene>_semantic_segment.pt`.
 
     The prediction column comes from `semantic_weights` (a stseg semantic checkpoint) when given,
-    else it is the ground truth (the summary says which). A scene that fails to read stops the
-    run after the scenes already written (they are kept). `progress`: a bar with ETA.
+    else it is the ground truth (the summary says which). `progress`: a bar with ETA.
+    A non-empty `out` is refused unless `overwrite` (then the files made now replace theirs;
+    others stay). Before any scene is read: the raw folder is listed, `out` checked writable and
+    the checkpoint loaded. The files are built in a private folder inside `out` and appear only
+    when every scene is done, so a scene that fails to read (named in the error) or a full disk
+    leaves `out` as it was.
     """
     from tqdm import tqdm
 
+    from ssen_instance.pipeline import staged_output
+    from stseg_data.outputs import check_writable, refuse_existing
+
+    refuse_existing(out, overwrite)
+    folders = list_scenes(raw, subset)
+    check_writable(out)
     segmenter = None
     if semantic_weights is not None:
         from stseg_models.checkpoint import read_checkpoint
@@ -152,36 +163,44 @@ def preprocess_scannet(
         segmenter = (model, ckpt.inference)
     out_dir = Path(out)
     written = []
-    folders = list_scenes(raw, subset)
-    for folder in tqdm(folders, desc="preprocess ssen", unit="scene", disable=not progress):
-        cloud = read_scannet_scene(folder, require_labels=True)
-        assert cloud.labels is not None and cloud.rgb is not None
-        raw_instance = (
-            cloud.instances if cloud.instances is not None else np.zeros(len(cloud), np.int64)
-        )
-        if segmenter is not None:
-            from ssen_instance.inference import semantic_pass
-
-            predicted = semantic_pass(
-                segmenter[0], segmenter[1], cloud.xyz, cloud.rgb, rotations=rotations
+    with staged_output(out_dir) as stage:
+        for folder in tqdm(folders, desc="preprocess ssen", unit="scene", disable=not progress):
+            scene = _ssen_scene(folder, segmenter, rotations)
+            write_ssen_scene(stage / f"{folder.name}{SUFFIX}", scene)
+            written.append(folder.name)
+            log.info(
+                "made %s (%d points, %d instances)",
+                folder.name,
+                len(scene),
+                int(scene.instance.max()),
             )
-        else:
-            predicted = cloud.labels
-        scene = SsenScene(
-            cloud.xyz,
-            cloud.rgb,
-            cloud.labels,
-            instance_ids(cloud.labels, raw_instance),
-            predicted,
-            folder.name,
-        )
-        write_ssen_scene(out_dir / f"{folder.name}{SUFFIX}", scene)
-        written.append(folder.name)
-        log.info(
-            "wrote %s (%d points, %d instances)", folder.name, len(scene), int(scene.instance.max())
-        )
     return {
         "scenes": written,
         "out": str(out_dir),
         "prediction": "semantic checkpoint" if segmenter is not None else "ground truth",
     }
+
+
+def _ssen_scene(folder: Path, segmenter: tuple | None, rotations: int) -> SsenScene:
+    """One raw ScanNet scan as an SSEN scene (prediction column from `segmenter`, else the truth)."""
+    cloud = read_scannet_scene(folder, require_labels=True)
+    assert cloud.labels is not None and cloud.rgb is not None
+    raw_instance = (
+        cloud.instances if cloud.instances is not None else np.zeros(len(cloud), np.int64)
+    )
+    if segmenter is not None:
+        from ssen_instance.inference import semantic_pass
+
+        predicted = semantic_pass(
+            segmenter[0], segmenter[1], cloud.xyz, cloud.rgb, rotations=rotations
+        )
+    else:
+        predicted = cloud.labels
+    return SsenScene(
+        cloud.xyz,
+        cloud.rgb,
+        cloud.labels,
+        instance_ids(cloud.labels, raw_instance),
+        predicted,
+        folder.name,
+    )
