@@ -195,7 +195,7 @@ def test_export_benchmark_writes_nyu40_ids_per_vertex(
     assert len(ids) == len(scene.xyz) and set(ids) <= set(SCANNET_NYU40_IDS)
     code, text = _run("export-benchmark", str(trained_run), "--data", str(prepared),
                       "--out", str(out), "--split", "val")  # fmt: skip
-    assert code == 2 and "already exists" in _one_line_error(text)
+    assert code == 2 and "folder is not empty" in _one_line_error(text)
 
 
 def test_samples_depend_only_on_their_seed(prepared: Path) -> None:

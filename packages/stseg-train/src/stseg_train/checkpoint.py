@@ -5,8 +5,10 @@ Layout of `<run>/checkpoints/`:
     best.pth (+ .sha256)                           best validation mIoU so far (never pruned)
     final.pth (+ .sha256)                          the end of the run (never pruned)
 
-Each file is written with `stseg_data.atomic.atomic_write` (temporary file, fsync, rename) and then
-its sha256 sidecar; a file without a matching sidecar is not trusted. Loading uses
+Each file is written with `stseg_data.atomic.atomic_write` (temporary file, fsync, rename); its
+sha256 sidecar is written while the file's temporary is complete on disk, just before the rename,
+so a disk that fills up fails before either is replaced. A file without a matching sidecar is not
+trusted. Loading uses
 `torch.load(weights_only=True)` only. A checkpoint holds the model (`state_dict`, the original
 model zoo's key, plus `model_name` and `model_args`), the resolved config, the iteration, epoch and
 in-epoch batch index, optimizer, scheduler and AMP-scaler state, and every rank's RNG state.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -94,8 +97,12 @@ def save_checkpoint(
             handle.flush()
             midway()
         handle.write(blob[half:])
-    with atomic_write(sidecar_path(path), "w") as handle:
-        handle.write(f"{digest}  {path.name}\n")
+        # All bytes on disk before the sidecar is replaced: a full disk fails here, with the
+        # previous file and its sidecar both untouched (never a new file beside an old sidecar).
+        handle.flush()
+        os.fsync(handle.fileno())
+        with atomic_write(sidecar_path(path), "w") as side:
+            side.write(f"{digest}  {path.name}\n")
     return path
 
 

@@ -4,8 +4,9 @@
         [--weights W] [--resume RUN] [--max-iter I] [--batch-size B] [--voxel-size V] [--out RUN]
         [--config FILE] [--set key=value ...]
     stseg-train synthetic [--out runs/synthetic] [...]   the main job on generated data
-    stseg-train eval CHECKPOINT|RUN --data PREPARED [--rotations N] [--split val]
-    stseg-train export-benchmark CHECKPOINT|RUN --data PREPARED --out DIR
+    stseg-train eval CHECKPOINT|RUN --data PREPARED [--rotations N] [--split val] [--out DIR|FILE]
+        [--overwrite]                                     writes eval_<split>.json
+    stseg-train export-benchmark CHECKPOINT|RUN --data PREPARED --out DIR [--overwrite]
 
 Exit codes: 0 success, 2 bad input, 1 runtime failure, 3 stopped on non-finite values,
 4 stopped by SIGTERM after writing a checkpoint.
@@ -88,12 +89,18 @@ for _dataset in ("scannet", "s3dis", "synthia4d", "synthetic"):
 @click.option("--rotations", type=int, default=1, show_default=True,
               help="Average the predictions of N rotations about the upright axis.")  # fmt: skip
 @click.option("--out", type=click.Path(), default=None,
-              help="metrics JSON (default: metrics.json beside the checkpoint / in the run).")  # fmt: skip
-def eval_command(target: str, data: str, split: str, rotations: int, out: str | None) -> None:
+              help="Folder for eval_<split>.json, or a .json file (default: eval_<split>.json in "
+                   "the run / beside the checkpoint; the run's own metrics.json is never touched).")  # fmt: skip
+@click.option("--overwrite", is_flag=True, help="Replace an existing eval_<split>.json.")
+def eval_command(
+    target: str, data: str, split: str, rotations: int, out: str | None, overwrite: bool
+) -> None:
     """Per-class IoU, mIoU, mean and overall accuracy of CHECKPOINT|RUN (voxels and points)."""
     from stseg_train.jobs import evaluate_checkpoint
 
-    summary = evaluate_checkpoint(target, data, split=split, rotations=rotations, out=out)
+    summary = evaluate_checkpoint(
+        target, data, split=split, rotations=rotations, out=out, overwrite=overwrite
+    )
     click.echo(summary["table"])
     click.echo(f"voxels: mIoU {summary['voxels']['miou']:.4f}; written {summary['written']}")
 
@@ -106,7 +113,8 @@ def eval_command(target: str, data: str, split: str, rotations: int, out: str | 
     "--split", default="test", show_default=True, help="Split (list or folder) to export."
 )
 @click.option("--rotations", type=int, default=1, show_default=True)
-@click.option("--overwrite", is_flag=True, help="Replace existing <scene>.txt files.")
+@click.option("--overwrite", is_flag=True,
+              help="Write into a non-empty --out, replacing existing <scene>.txt files.")  # fmt: skip
 def export_benchmark_command(
     target: str, data: str, out: str, split: str, rotations: int, overwrite: bool
 ) -> None:

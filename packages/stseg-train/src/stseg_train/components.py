@@ -10,7 +10,7 @@ parameters is refused as the wrong file. Optimizer state in that file is never u
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from typing import Any
 
@@ -57,6 +57,16 @@ def build_network(config: TrainConfig, log_report: bool = True) -> torch.nn.Modu
     if config.weights:
         load_pretrained(model, config.weights, log_report=log_report)
     return model
+
+
+def checkpoint_bytes(config: TrainConfig) -> int:
+    """About how many bytes one checkpoint of `config`'s network takes (its free-space check).
+
+    Building the network here also refuses an unknown --model before the run folder exists.
+    """
+    from stseg_train.runfolder import checkpoint_bytes_estimate
+
+    return checkpoint_bytes_estimate(lambda: build_network(replace(config, weights="")))
 
 
 def load_pretrained(model: torch.nn.Module, path: str, *, log_report: bool = True) -> Any:

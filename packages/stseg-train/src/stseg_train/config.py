@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import sys
 import types
 import typing
@@ -316,17 +317,69 @@ def resolve_config(
     return config
 
 
+def _finite(value: float) -> bool:
+    return math.isfinite(value)
+
+
 def validate(config: TrainConfig) -> None:
-    """Raise `TrainInputError` on values no run can use."""
+    """Raise `TrainInputError` on values no run can use.
+
+    Every number that reaches torch (optimizer, schedule, DataLoader, threads, process group) or a
+    modulo in the loop is checked here, so a bad `--set` ends as one line before the run folder
+    exists instead of as a traceback from deep inside a library mid-run.
+    """
+    betas = tuple(config.adam_betas)
     checks = [
         (config.features in ("rgb", "rgb+xyz"), "features must be 'rgb' or 'rgb+xyz'"),
         (config.optimizer in ("sgd", "adam"), "optimizer must be 'sgd' or 'adam'"),
         (config.scheduler in ("poly", "step", "exp"), "scheduler must be poly, step or exp"),
-        (config.voxel_size > 0, "voxel_size must be > 0"),
+        (config.voxel_size > 0 and _finite(config.voxel_size), "voxel_size must be > 0"),
         (config.batch_size >= 1, "batch_size must be >= 1"),
         (config.iter_size >= 1, "iter_size must be >= 1"),
         (config.max_iter >= 1, "max_iter must be >= 1"),
-        (config.lr > 0, "lr must be > 0"),
+        (config.lr > 0 and _finite(config.lr), "lr must be > 0"),
+        (config.momentum >= 0 and _finite(config.momentum), "momentum must be >= 0"),
+        (0.0 <= config.dampening <= 1.0, "dampening must be in [0, 1]"),
+        (config.weight_decay >= 0 and _finite(config.weight_decay), "weight_decay must be >= 0"),
+        (
+            len(betas) == 2 and all(0.0 <= b < 1.0 for b in betas),
+            "adam_betas must be two values in [0, 1)",
+        ),
+        (config.poly_power >= 0 and _finite(config.poly_power), "poly_power must be >= 0"),
+        (
+            config.step_size >= 1 and config.exp_step_size >= 1,
+            "step_size and exp_step_size must be >= 1",
+        ),
+        (
+            config.step_gamma > 0
+            and config.exp_gamma > 0
+            and _finite(config.step_gamma)
+            and _finite(config.exp_gamma),
+            "step_gamma and exp_gamma must be > 0",
+        ),
+        (config.clip_grad_norm >= 0, "clip_grad_norm must be >= 0 (0 disables clipping)"),
+        (config.max_points_per_batch >= 0, "max_points_per_batch must be >= 0 (0 = no cap)"),
+        (0.0 <= config.bn_momentum <= 1.0, "bn_momentum must be in [0, 1]"),
+        (config.conv1_kernel_size >= 1, "conv1_kernel_size must be >= 1"),
+        (
+            config.num_workers >= 0,
+            "num_workers must be >= 0 (0 loads data in the training process)",
+        ),
+        (config.threads >= 0, "threads must be >= 0 (0 = torch's default)"),
+        (config.cpu_procs >= 0, "cpu_procs must be >= 0"),
+        (config.temporal_window >= 1, "temporal_window must be >= 1"),
+        (config.log_freq >= 1, "log_freq must be >= 1"),
+        (config.eval_rotations >= 1, "eval_rotations must be >= 1"),
+        (config.max_consecutive_nonfinite >= 1, "max_consecutive_nonfinite must be >= 1"),
+        (config.max_oom_skips_per_epoch >= 0, "max_oom_skips_per_epoch must be >= 0"),
+        (
+            config.dist_timeout_s > 0 and _finite(config.dist_timeout_s),
+            "dist_timeout_s must be > 0",
+        ),
+        (
+            config.synthetic_train_scenes >= 1 and config.synthetic_val_scenes >= 1,
+            "synthetic_train_scenes and synthetic_val_scenes must be >= 1",
+        ),
         (config.num_classes >= 2, "num_classes must be >= 2"),
         (config.save_freq >= 1 and config.val_freq >= 1, "save_freq and val_freq must be >= 1"),
         (config.keep_last >= 1, "keep_last must be >= 1"),
@@ -342,6 +395,19 @@ def validate(config: TrainConfig) -> None:
         if not ok:
             raise TrainInputError(f"config: {message}")
     heap_mode(config.extra)
+    _validate_extra(config.extra)
+
+
+def _validate_extra(extra: dict[str, Any]) -> None:
+    """The `extra` keys the trainer reads as numbers or names."""
+    trim = extra.get("heap_trim_every", 1)
+    if isinstance(trim, bool) or not isinstance(trim, int) or trim < 0:
+        raise TrainInputError(
+            f"config: extra.heap_trim_every must be an integer >= 0 (0 = never), found {trim!r}"
+        )
+    device = extra.get("device", "auto")
+    if device not in ("auto", "cpu", "cuda"):
+        raise TrainInputError(f"config: extra.device must be auto, cpu or cuda, found {device!r}")
 
 
 def identity_hash(config: TrainConfig) -> str:

@@ -8,6 +8,8 @@ The building blocks of the resume tests of every training command (`stseg-train 
 - `run_until_hang(argv, fault)`: run it with a `hang` / `hang-write` fault (`stseg_train.faults`),
   wait for the line the hanging process prints, then `SIGKILL` it — a kill at a known point (after
   checkpoint k is on disk, or halfway through writing it), not after a guessed time;
+  `hanging(argv, fault)` is the same as a context manager, the process alive inside it (a second
+  command can meet the first one mid-run, e.g. its run lock);
 - `file_fingerprint(folder)`, `error_line(output)`, `checkpoint_path(run, k)`: what "nothing was
   overwritten", "one clear line" and "checkpoint k" mean in those checks;
 - `state_differences(a, b)`: everything that must be bitwise equal between two checkpoints of the
@@ -17,12 +19,13 @@ The building blocks of the resume tests of every training command (`stseg-train 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,15 +78,33 @@ def run_command(
     )
 
 
-def run_until_hang(
+class Hanging:
+    """A child process stopped at a fault point: its pid and its output up to the hang."""
+
+    def __init__(self, proc: subprocess.Popen[str], lines: list[str]) -> None:
+        self.proc = proc
+        self.lines = lines
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+@contextlib.contextmanager
+def hanging(
     argv: Sequence[str],
     fault: str,
     *,
     env: Mapping[str, str] | None = None,
     timeout: float = 300.0,
     cwd: str | Path | None = None,
-) -> str:
-    """Run `argv` with `STSEG_TRAIN_FAULT=fault`, SIGKILL it once it hangs; returns its output.
+) -> Iterator[Hanging]:
+    """Run `argv` with `STSEG_TRAIN_FAULT=fault`; yield once it hangs there (alive, e.g. holding
+    its run's lock), SIGKILL it on exit.
 
     Raises AssertionError (with the output) if the process ends, or does not hang within `timeout`
     seconds: the fault point was never reached.
@@ -109,17 +130,37 @@ def run_until_hang(
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    reached = hung.wait(timeout)
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    reader.join(10)
-    output = "".join(lines)
-    if not reached or HANG_MARKER not in output:
-        raise AssertionError(
-            f"{' '.join(argv)} did not reach fault {fault} (exit {proc.returncode}):\n{output}"
-        )
-    return output
+    try:
+        reached = hung.wait(timeout) and proc.poll() is None
+        if not reached or not any(line.startswith(HANG_MARKER) for line in lines):
+            raise AssertionError(
+                f"{' '.join(argv)} did not reach fault {fault} (exit {proc.poll()}):\n"
+                + "".join(lines)
+            )
+        yield Hanging(proc, lines)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        reader.join(10)
+
+
+def run_until_hang(
+    argv: Sequence[str],
+    fault: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 300.0,
+    cwd: str | Path | None = None,
+) -> str:
+    """Run `argv` with `STSEG_TRAIN_FAULT=fault`, SIGKILL it once it hangs; returns its output.
+
+    Raises AssertionError (with the output) if the process ends, or does not hang within `timeout`
+    seconds: the fault point was never reached.
+    """
+    with hanging(argv, fault, env=env, timeout=timeout, cwd=cwd) as child:
+        pass
+    return child.output
 
 
 def load(path: str | Path) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from stseg_data.cli_support import is_out_of_memory, os_error_line, out_of_memory_line
 from stseg_data.errors import StsegError
 from stseg_train.errors import TrainInputError, TrainRuntimeError
 
@@ -116,11 +117,23 @@ def _spawned_worker(
         fn(*args)
     except StsegError as error:
         # Report once per worker in the CLI's one-line style, then exit with the error's code.
-        print(f"Error (rank {local_rank}): {error}", file=sys.stderr, flush=True)
+        _report(local_rank, str(error))
         sys.exit(error.exit_code)
+    except OSError as error:  # a full disk or read-only folder the checks could not foresee
+        _report(local_rank, os_error_line(error))
+        sys.exit(1)
+    except (MemoryError, RuntimeError) as error:
+        if not is_out_of_memory(error):
+            raise
+        _report(local_rank, out_of_memory_line(error))
+        sys.exit(1)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _report(rank: int, message: str) -> None:
+    print(f"Error (rank {rank}): {message}", file=sys.stderr, flush=True)
 
 
 def launch(fn: Callable[..., Any], args: Sequence[Any], nprocs: int) -> None:
@@ -140,7 +153,12 @@ def launch(fn: Callable[..., Any], args: Sequence[Any], nprocs: int) -> None:
             int(error.exit_code) if error.exit_code and error.exit_code > 0 else 1,
         ) from None
     except mp.ProcessRaisedException as error:
-        raise TrainRuntimeError(f"a worker process failed:\n{error}") from None
+        # An unexpected exception (a bug): its last line here, the traceback in the debug log.
+        lines = [line for line in str(error).strip().splitlines() if line.strip()]
+        logging.getLogger(__name__).debug("worker traceback:\n%s", error)
+        raise TrainRuntimeError(
+            f"worker {error.error_index} failed: {lines[-1] if lines else 'no message'}"
+        ) from None
 
 
 def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:

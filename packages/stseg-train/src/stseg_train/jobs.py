@@ -1,4 +1,4 @@
-"""Jobs on a trained checkpoint: `evaluate_checkpoint` (metrics.json) and `export_benchmark`
+"""Jobs on a trained checkpoint: `evaluate_checkpoint` (eval_<split>.json) and `export_benchmark`
 (the ScanNet semantic-segmentation submission: one `<scene>.txt` of NYU40 ids per vertex)."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from stseg_data.atomic import atomic_write
+from stseg_data.outputs import check_writable, refuse_existing
 from stseg_train.checkpoint import load_checkpoint
 from stseg_train.components import sparse_forward
 from stseg_train.config import config_from_dict
@@ -57,6 +58,17 @@ def load_trained(target: str | Path) -> tuple[torch.nn.Module, Any, Path]:
     return model.eval(), config, path
 
 
+def eval_output_path(target: str | Path, split: str, out: str | Path | None) -> Path:
+    """Where `eval` writes: `eval_<split>.json` in the run (beside a checkpoint file), in folder
+    `out`, or `out` itself when it names a `.json` file. Never the run's own metrics.json."""
+    name = f"eval_{split.replace('/', '_')}.json"
+    if out is not None:
+        out = Path(out)
+        return out if out.suffix == ".json" else out / name
+    target = Path(target)
+    return (target if target.is_dir() else target.parent) / name
+
+
 def evaluate_checkpoint(
     target: str | Path,
     data: str | Path,
@@ -64,18 +76,24 @@ def evaluate_checkpoint(
     split: str = "val",
     rotations: int = 1,
     out: str | Path | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Metrics of a checkpoint on a split, written to `out` (default: beside it, metrics.json)."""
+    """Metrics of a checkpoint on a split, written to `eval_output_path(target, split, out)`.
+
+    The output is checked first (an existing file is refused unless `overwrite`; the folder must
+    be writable), so a refusal comes before the evaluation, not after it.
+    """
     if rotations < 1:
         raise TrainInputError(f"--rotations must be >= 1, got {rotations}")
+    out_path = eval_output_path(target, split, out)
+    refuse_existing(out_path, overwrite)
+    check_writable(out_path.parent)
     model, config, path = load_trained(target)
     config = dataclasses.replace(config, data=str(data))
     samples = SceneSamples(split_items(config, split), config, train=False)
     summary = evaluate_scenes(model, sparse_forward, samples, rotations=rotations)
     summary = {"checkpoint": str(path), "split": split, **summary}
-    target_dir = Path(target) if Path(target).is_dir() else path.parent
-    out_path = Path(out) if out else target_dir / "metrics.json"
-    with atomic_write(out_path, "w") as handle:
+    with atomic_write(out_path, "w", overwrite=overwrite) as handle:
         json.dump(summary, handle, indent=2)
     summary["table"] = format_table(summary)
     summary["written"] = str(out_path)
@@ -94,6 +112,10 @@ def export_benchmark(
     """Write `<out>/<scene>.txt` (NYU40 id per vertex, ScanNet benchmark format) for each scene."""
     from stseg_data.labels import scannet20_to_nyu40
 
+    # The output first: a non-empty --out is refused and an unwritable one found before the
+    # network runs over every scene.
+    refuse_existing(out, overwrite)
+    check_writable(out)
     model, config, _ = load_trained(target)
     if config.num_classes != 20 or config.dataset not in ("scannet", "synthetic"):
         raise TrainInputError(

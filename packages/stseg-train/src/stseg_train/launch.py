@@ -63,10 +63,12 @@ def train_command(
         from stseg_train.synthetic import run_synthetic
 
         return run_synthetic(config, resume=bool(resume), gpus=gpus, procs=procs)
-    from stseg_train.components import dataset_components
+    from stseg_train.components import checkpoint_bytes, dataset_components
     from stseg_train.data import split_items
 
-    split_items(config, config.train_split)  # fail fast on a bad --data before launching
+    # fail fast on a bad --data or --model before the run folder exists
+    split_items(config, config.train_split)
+    split_items(config, config.val_split)
     state = train(
         config,
         dataset_components,
@@ -74,5 +76,6 @@ def train_command(
         restart_from_scratch=restart_from_scratch,
         gpus=gpus,
         procs=procs,
+        checkpoint_bytes=checkpoint_bytes(config),
     )
     return run_summary(state, Path(run))

@@ -1,7 +1,8 @@
 """A training run end to end: the run directory, launching processes, resume, the worker body.
 
-`train(config, ...)` is what `stseg-train DATASET` calls. It prepares the run directory (refusing to
-clobber an existing run unless resuming, RELIABILITY H3), writes the resolved config once, and runs
+`train(config, ...)` is what `stseg-train DATASET` calls. It opens the run directory
+(`stseg_train.runfolder.open_run`: checked before anything is written, refusing to clobber an
+existing run unless resuming (RELIABILITY H3), locked, the resolved config written once) and runs
 `worker` in this process, in N spawned processes (`--gpus`/`--procs`), or as one of the processes
 `torchrun` started (detected from its environment). `components` names a module-level function
 `(config, ctx) -> Components` so spawned processes can import it.
@@ -9,7 +10,6 @@ clobber an existing run unless resuming, RELIABILITY H3), writes the resolved co
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -18,70 +18,19 @@ from typing import Any
 
 import torch
 
-from stseg_data.atomic import atomic_write
 from stseg_train.checkpoint import CheckpointManager
-from stseg_train.config import TrainConfig, config_from_dict, identity_diff, identity_hash
+from stseg_train.config import TrainConfig, identity_hash
 from stseg_train.distributed import DistContext, check_gpus, context_from_env, launch
 from stseg_train.errors import TrainInputError
 from stseg_train.rng import seed_everything
+from stseg_train.runfolder import CONFIG_NAME, load_run_config, open_run, prepare_run_dir
 from stseg_train.state import Components, StepHook, TrainState
 from stseg_train.trainer import Trainer
 
 log = logging.getLogger(__name__)
 ComponentsFactory = Callable[[TrainConfig, DistContext], Components]
-CONFIG_NAME = "config.json"
-
-
-def _is_nonempty_dir(path: Path) -> bool:
-    return path.is_dir() and any(path.iterdir())
-
-
-def prepare_run_dir(config: TrainConfig, *, resume: bool) -> TrainConfig:
-    """Create or check `config.out`; on resume, check and merge the run's saved config.
-
-    A new run refuses an existing non-empty folder. A resumed run must have a `config.json` whose
-    identity fields (model, dataset, classes, voxel size, ...) equal this command's.
-    """
-    run = Path(config.out)
-    saved_path = run / CONFIG_NAME
-    if not resume:
-        if _is_nonempty_dir(run) or (run.exists() and not run.is_dir()):
-            raise TrainInputError(
-                f"{run}: a run already exists there; pass --resume {run} to continue it, or choose "
-                "another --out"
-            )
-    else:
-        if not saved_path.is_file():
-            raise TrainInputError(f"--resume {run}: not a training run (no {CONFIG_NAME} there)")
-        try:
-            saved = json.loads(saved_path.read_text())
-        except json.JSONDecodeError as error:
-            raise TrainInputError(f"{saved_path}: unreadable run config ({error})") from None
-        diff = identity_diff(saved, config)
-        if diff:
-            raise TrainInputError(
-                f"--resume {run}: this command's config differs from the run's: " + "; ".join(diff)
-            )
-        for stale in CheckpointManager(run / "checkpoints").remove_partial():
-            log.info("removed %s, left by a write that was interrupted", stale)
-    run.mkdir(parents=True, exist_ok=True)
-    with atomic_write(saved_path, "w") as handle:
-        json.dump(config.to_dict(), handle, indent=2, sort_keys=True)
-    return config
-
-
-def load_run_config(run: str | Path) -> TrainConfig:
-    """The resolved config saved in a run directory."""
-    path = Path(run) / CONFIG_NAME
-    if not path.is_file():
-        raise TrainInputError(f"{run}: not a training run (no {CONFIG_NAME})")
-    try:
-        saved = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise TrainInputError(f"{path}: unreadable run config ({error})") from None
-    if not isinstance(saved, dict):
-        raise TrainInputError(f"{path}: not a run config (top level is not a mapping)")
-    return config_from_dict(saved)
+# re-exported: the run folder's rules live in stseg_train.runfolder
+__all__ = ["CONFIG_NAME", "load_run_config", "open_run", "prepare_run_dir", "train", "worker"]
 
 
 def worker(
@@ -139,23 +88,23 @@ def train(
     restart_from_scratch: bool = False,
     gpus: int = 0,
     procs: int = 0,
+    checkpoint_bytes: int | None = None,
 ) -> TrainState | None:
-    """Run a whole training job. Returns the final state (None when workers were spawned)."""
+    """Run a whole training job in its locked run folder (`stseg_train.runfolder.open_run`;
+    `checkpoint_bytes` must fit there). Returns the final state (None when workers were spawned)."""
     if gpus and procs:
         raise TrainInputError("pass either --gpus or --procs, not both")
     if gpus:
         check_gpus(gpus)
-    if not config.out:
-        raise TrainInputError("no run directory: pass --out RUN")
-    prepare_run_dir(config, resume=resume)
-    return launch_training(
-        config,
-        components,
-        resume=resume,
-        restart_from_scratch=restart_from_scratch,
-        gpus=gpus,
-        procs=procs,
-    )
+    with open_run(config, resume=resume, checkpoint_bytes=checkpoint_bytes):
+        return launch_training(
+            config,
+            components,
+            resume=resume,
+            restart_from_scratch=restart_from_scratch,
+            gpus=gpus,
+            procs=procs,
+        )
 
 
 def launch_training(

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from stseg_data.atomic import atomic_write
-from stseg_train.components import dataset_components
+from stseg_train.components import checkpoint_bytes, dataset_components
 from stseg_train.config import TrainConfig
 from stseg_train.errors import TrainInputError
-from stseg_train.run import launch_training, prepare_run_dir
+from stseg_train.run import launch_training, open_run
 
 log = logging.getLogger("stseg_train")
 
@@ -49,6 +49,27 @@ def synthetic_data_root(config: TrainConfig) -> Path:
     return Path(config.data) if config.data else Path(config.out) / "data"
 
 
+def synthetic_data_state(root: Path, scenes: int, seed: int) -> str:
+    """ "complete" (reusable), "partial" (ours, interrupted) or "absent"; raises TrainInputError
+    when `root` holds anything else (checked before the run folder is made)."""
+    marker = root / "synthetic.json"
+    wanted = {"scenes": scenes, "seed": seed}
+    try:
+        found = json.loads(marker.read_text()) if marker.is_file() else None
+    except (ValueError, UnicodeDecodeError):
+        found = None
+    if isinstance(found, dict) and {key: found.get(key) for key in wanted} == wanted:
+        # markers of older versions have no "complete": they were written only when complete
+        complete = found.get("complete", True) and (root / "prepared" / "train.txt").is_file()
+        return "complete" if complete else "partial"
+    if root.is_dir() and any(root.iterdir()):
+        raise TrainInputError(
+            f"--data {root}: folder holds something other than synthetic data of "
+            f"{scenes} scenes with seed {seed}; choose another folder"
+        )
+    return "absent"
+
+
 def make_synthetic_dataset(root: Path, scenes: int, seed: int, *, progress: bool = False) -> Path:
     """Raw synthetic ScanNet under root/raw and its preprocessed form under root/prepared
     (`progress`: a bar with ETA for the generation and for the preprocessing)."""
@@ -58,18 +79,11 @@ def make_synthetic_dataset(root: Path, scenes: int, seed: int, *, progress: bool
     raw, prepared = root / "raw", root / "prepared"
     marker = root / "synthetic.json"
     wanted = {"scenes": scenes, "seed": seed}
-    found = json.loads(marker.read_text()) if marker.is_file() else None
-    if isinstance(found, dict) and {key: found.get(key) for key in wanted} == wanted:
-        # markers of older versions have no "complete": they were written only when complete
-        if found.get("complete", True) and (prepared / "train.txt").is_file():
-            log.info("synthetic data: reusing %s", prepared)
-            return prepared
+    if synthetic_data_state(root, scenes, seed) == "complete":
+        log.info("synthetic data: reusing %s", prepared)
+        return prepared
+    if marker.is_file():
         log.info("synthetic data: %s was interrupted while being written; writing it again", root)
-    elif root.is_dir() and any(root.iterdir()):
-        raise TrainInputError(
-            f"--data {root}: folder holds something other than synthetic data of "
-            f"{scenes} scenes with seed {seed}; choose another folder"
-        )
     tic = time.perf_counter()
     # The marker is written first, so a run killed while generating knows the folder is its own
     # and regenerates it (same names, overwritten) instead of refusing it on --resume.
@@ -137,25 +151,26 @@ def run_synthetic(
     data_root = synthetic_data_root(config)
     extra = {**config.extra, ROOT_KEY: str(data_root)}
     config = dataclasses.replace(config, data=str(data_root / "prepared"), extra=extra)
-    prepare_run_dir(config, resume=resume)
-    tic = time.perf_counter()
     scenes = config.synthetic_train_scenes + config.synthetic_val_scenes
-    make_synthetic_dataset(data_root, scenes, config.seed, progress=config.progress)
-    data_s = time.perf_counter() - tic
-    state = launch_training(config, dataset_components, resume=resume, gpus=gpus, procs=procs)
-    train_s = time.perf_counter() - tic - data_s
-    metrics = json.loads((run / "metrics.json").read_text())
-    prediction = predict_one_scene(run, data_root / "prepared")
-    summary = {
-        "val_miou_points": metrics["miou"],
-        "val_miou_voxels": metrics["voxels"]["miou"],
-        "val_overall_accuracy": metrics["overall_accuracy"],
-        "iterations": config.max_iter if state is None else state.iteration,
-        "seconds_data": round(data_s, 1),
-        "seconds_train_and_eval": round(train_s, 1),
-        "checkpoint": str(run / "checkpoints" / "final.pth"),
-        "prediction": prediction,
-    }
-    with atomic_write(run / "summary.json", "w") as handle:
-        json.dump(summary, handle, indent=2)
-    return summary
+    synthetic_data_state(data_root, scenes, config.seed)  # a foreign --data: before any write
+    with open_run(config, resume=resume, checkpoint_bytes=checkpoint_bytes(config)):
+        tic = time.perf_counter()
+        make_synthetic_dataset(data_root, scenes, config.seed, progress=config.progress)
+        data_s = time.perf_counter() - tic
+        state = launch_training(config, dataset_components, resume=resume, gpus=gpus, procs=procs)
+        train_s = time.perf_counter() - tic - data_s
+        metrics = json.loads((run / "metrics.json").read_text())
+        prediction = predict_one_scene(run, data_root / "prepared")
+        summary = {
+            "val_miou_points": metrics["miou"],
+            "val_miou_voxels": metrics["voxels"]["miou"],
+            "val_overall_accuracy": metrics["overall_accuracy"],
+            "iterations": config.max_iter if state is None else state.iteration,
+            "seconds_data": round(data_s, 1),
+            "seconds_train_and_eval": round(train_s, 1),
+            "checkpoint": str(run / "checkpoints" / "final.pth"),
+            "prediction": prediction,
+        }
+        with atomic_write(run / "summary.json", "w") as handle:
+            json.dump(summary, handle, indent=2)
+        return summary
