@@ -43,8 +43,9 @@ from ssen_instance.scenes import list_scene_files
 from stseg_train.config import TrainConfig, validate
 from stseg_train.distributed import DistContext, check_gpus, launch
 from stseg_train.faults import inject_fault
-from stseg_train.run import CONFIG_NAME, load_run_config, prepare_run_dir
+from stseg_train.run import CONFIG_NAME, load_run_config, open_run
 from stseg_train.run import worker as run_worker
+from stseg_train.runfolder import checkpoint_bytes_estimate
 from stseg_train.trainer import Components, Trainer, TrainState
 
 log = logging.getLogger(__name__)
@@ -342,9 +343,21 @@ def train_instance(
         raise InstanceInputError("pass either --gpus or --procs, not both")
     if gpus:
         check_gpus(gpus)
-    prepare_run_dir(config, resume=resume)
-    nprocs = gpus or procs
-    if nprocs > 1 and "WORLD_SIZE" not in os.environ:
-        launch(worker, (config, resume, restart_from_scratch), nprocs)
-        return None
-    return worker(config, resume, restart_from_scratch)
+    # stseg-train's run folder rules: checked before anything is written, locked while training
+    # (a second --resume of the same run is refused), a refused new run leaves nothing behind
+    with open_run(config, resume=resume, checkpoint_bytes=checkpoint_bytes(config)):
+        nprocs = gpus or procs
+        if nprocs > 1 and "WORLD_SIZE" not in os.environ:
+            launch(worker, (config, resume, restart_from_scratch), nprocs)
+            return None
+        return worker(config, resume, restart_from_scratch)
+
+
+def checkpoint_bytes(config: TrainConfig) -> int:
+    """About how many bytes one checkpoint of the run's embedding network takes."""
+    outputs = config.num_classes + int(has_background_head(config))
+    return checkpoint_bytes_estimate(
+        lambda: build_embedding_model(
+            config.model, outputs, config.in_channels, bn_momentum=config.bn_momentum
+        )
+    )
