@@ -14,8 +14,8 @@ import pytest
 from stseg_data.pointcloud import PointCloud
 from stseg_viz.colorize import colorize_embeddings, colorize_errors
 from stseg_viz.errors import VizInputError
-from stseg_viz.palettes import SCANNET20_COLORS, get_palette
-from stseg_viz.viewer import viewer_html, write_viewer
+from stseg_viz.palettes import SCANNET20_COLORS, Palette, get_palette
+from stseg_viz.viewer import script_safe_json, viewer_html, write_viewer
 
 
 def _payload(html: str) -> dict:
@@ -72,10 +72,54 @@ def test_large_scenes_are_subsampled_and_modes_follow_the_data(room: dict) -> No
         viewer_html(bare, palette=get_palette("scannet20"), max_points=0)
 
 
+HOSTILE = ["<!--<script>", "</script><script>alert(1)</script>", "a\u2028b\u2029c", "&amp; >"]
+
+
 def test_script_breaking_names_are_escaped(room: dict) -> None:
     html, _ = viewer_html(room["cloud"], palette=get_palette("scannet20"), title="</script><b>x")
     assert "</script><b>" not in html
     assert _payload(html)["title"] == "</script><b>x"
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_script_safe_json_round_trips_without_markup_characters(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    alphabet = [
+        "<",
+        ">",
+        "&",
+        "/",
+        "!",
+        "-",
+        "\\",
+        '"',
+        "\u2028",
+        "\u2029",
+        "é",
+        "\n",
+        "a",
+        "script",
+    ]
+    words = ["".join(rng.choice(alphabet, int(rng.integers(0, 12)))) for _ in range(8)]
+    payload = {"title": words[0], "nested": [{"name": w, "n": i} for i, w in enumerate(words)],
+               words[1]: HOSTILE}  # fmt: skip
+    text = script_safe_json(payload)
+    assert json.loads(text) == payload
+    for char in ("<", ">", "&", "\u2028", "\u2029"):
+        assert char not in text
+
+
+def test_hostile_title_and_class_names_stay_inside_the_data_element(room: dict) -> None:
+    names = tuple(f"{HOSTILE[i % len(HOSTILE)]} {i}" for i in range(20))
+    palette = Palette("hostile", SCANNET20_COLORS, names)
+    html, _ = viewer_html(room["cloud"], palette=palette, title=HOSTILE[0] + HOSTILE[1])
+    # The data element holds no "<" at all: nothing in it can close it or open a comment.
+    data = html.split('id="stseg-data">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in data and len(data) > 1000
+    assert html.count("</script>") == 2 and "<!--" not in html
+    payload = _payload(html)
+    assert payload["title"] == HOSTILE[0] + HOSTILE[1]
+    assert {group["name"] for group in payload["groups"]} <= set(names)
 
 
 def test_embeddings_add_a_colouring(room: dict) -> None:

@@ -1,7 +1,9 @@
 """The HTML viewer in headless Chromium, driven over the DevTools protocol (--remote-debugging-pipe).
 
 Checks: the page loads without console errors or exceptions, the canvas shows non-background
-pixels, and switching the colouring (URL hash at load, and a click on the UI control) changes them.
+pixels, and switching the colouring (URL hash at load, and a click on the UI control) changes them;
+a file name, title and class names made of HTML (`<!--<script>`, `</script><script>...`, U+2028)
+still give a page that reaches its ready state and shows them as text.
 Skipped, with the reason, only when no Chromium binary is installed (Debian: apt-get install chromium).
 """
 
@@ -24,7 +26,8 @@ import pytest
 from matplotlib.image import imread
 
 from stseg_data.ply import write_ply
-from stseg_viz.viewer import write_viewer
+from stseg_viz.palettes import SCANNET20_COLORS, Palette
+from stseg_viz.viewer import viewer_html, write_viewer
 
 CHROMIUM = next(
     (
@@ -253,3 +256,50 @@ def test_viewer_of_bare_points_loads_cleanly(browser: DevTools, tmp_path: Path) 
     assert page.evaluate("document.getElementById('color-label').disabled") is True
     assert _non_background(page.canvas_pixels()).mean() > 0.01
     assert page.problems() == []
+
+
+HOSTILE_NAMES = ("<!--<script>", "</script><script>alert(1)</script>", "line\u2028break\u2029here")
+
+
+def _texts(page: Page, selector: str) -> list[str]:
+    return page.evaluate(
+        f"Array.from(document.querySelectorAll({json.dumps(selector)})).map(e => e.textContent)"
+    )
+
+
+def test_hostile_file_name_title_and_class_names_show_as_text(
+    browser: DevTools, room: dict, tmp_path: Path
+) -> None:
+    # A scene file whose name (the default title) opens a comment and a script in HTML.
+    scene = tmp_path / f"{HOSTILE_NAMES[0]} {HOSTILE_NAMES[2]}.ply"
+    shutil.copyfile(room["scene"], scene)
+    by_file = tmp_path / "by-file.html"
+    write_viewer(scene, by_file, labels=room["pred"])
+    page = Page(browser)
+    assert page.open(by_file.as_uri()) == "ready", page.evaluate(
+        "document.getElementById('status').textContent"
+    )
+    assert page.evaluate("document.getElementById('title').textContent") == scene.name
+    assert page.evaluate("document.title") == f"{scene.name} — stseg viewer"
+
+    # A title and class names that close the script element and start another one.
+    names = tuple(f"{HOSTILE_NAMES[i % 3]} #{i}" for i in range(len(SCANNET20_COLORS)))
+    title = "".join(HOSTILE_NAMES)
+    html, _ = viewer_html(
+        room["cloud"], palette=Palette("hostile", SCANNET20_COLORS, names), title=title
+    )
+    by_names = tmp_path / "by-names.html"
+    by_names.write_text(html, encoding="utf-8")
+    assert page.open(by_names.as_uri()) == "ready", page.evaluate(
+        "document.getElementById('status').textContent"
+    )
+    assert page.evaluate("document.getElementById('title').textContent") == title
+    shown = _texts(page, "#legend label.row")
+    present = sorted(set(room["cloud"].labels.tolist()))
+    counts = np.bincount(room["cloud"].labels)
+    assert shown == [f"{names[k]} ({counts[k]:,})" for k in present]
+    assert _non_background(page.canvas_pixels()).mean() > 0.02
+    assert page.evaluate("typeof stsegViewer") == "object"
+    page.problems()  # collects the events
+    dialogs = [e for e in browser.events if e.get("method") == "Page.javascriptDialogOpening"]
+    assert dialogs == [] and page.problems() == []

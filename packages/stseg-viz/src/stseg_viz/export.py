@@ -10,7 +10,10 @@ from stseg_data.ply import write_ply
 from stseg_data.pointcloud import PointCloud
 from stseg_viz.coloring import Coloring
 from stseg_viz.inputs import load_colored_scene
+from stseg_viz.outliers import bulk_of
 from stseg_viz.palettes import IGNORE_LABEL
+
+OUTLIERS_KEPT = "they are kept in the PLY; a viewer framing all points will show a dot"
 
 
 def export_colored_ply(
@@ -28,7 +31,9 @@ def export_colored_ply(
     """Write `out` (binary PLY: x, y, z, uchar red/green/blue, plus label/instance fields kept).
 
     `labels` is an optional per-point file (.txt, .npy, or .ply with a `label` field). Returns the
-    colouring used (colours and legend). The write is atomic.
+    colouring used (colours and legend). The write is atomic. Far outliers
+    (`outliers.find_outliers`) are kept, with a warning: viewers that frame on all points would
+    show the scene as a dot.
     """
     cloud, values, coloring = load_colored_scene(
         scene,
@@ -40,6 +45,7 @@ def export_colored_ply(
         scene_label_ids=scene_label_ids,
         ignore_label=ignore_label,
     )
+    bulk_of(cloud.xyz, str(scene), OUTLIERS_KEPT)
     write_colored_ply(out, cloud, coloring.colors, labels=values)
     return coloring
 

@@ -7,7 +7,6 @@ legend, no axes. No pyplot state is touched, so this is safe in threads and note
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from stseg_viz.coloring import Coloring, error_coloring, label_legend
 from stseg_viz.colorize import colorize_labels, rgb_to_uint8
 from stseg_viz.errors import VizInputError
 from stseg_viz.inputs import load_colored_scene, load_inputs
+from stseg_viz.outliers import bulk_of
 from stseg_viz.palettes import IGNORE_LABEL, get_palette
 from stseg_viz.raster import cutaway_mask, project, rasterize
 
@@ -29,6 +29,7 @@ TITLE_PX, SUPTITLE_PX, LEGEND_PX = 30, 40, 240
 DPI = 100
 BACKGROUND = "white"
 NO_COLOR = (150, 150, 150)
+OUTLIERS_NOT_DRAWN = "the picture is framed on the bulk and they are not drawn"
 
 
 def render_scene(
@@ -51,7 +52,9 @@ def render_scene(
     """Render `scene` coloured by `color_by` to the PNG `out`; returns the colouring used.
 
     `cutaway` hides the ceiling and the walls facing the camera (`raster.cutaway_mask`), to see
-    into closed indoor rooms.
+    into closed indoor rooms. A few points far outside the scene's bulk (`outliers.find_outliers`)
+    are left out of the picture, with a warning, so one stray point cannot shrink the scene to a
+    dot.
     """
     cloud, _, coloring = load_colored_scene(
         scene,
@@ -63,7 +66,7 @@ def render_scene(
         scene_label_ids=scene_label_ids,
         ignore_label=ignore_label,
     )
-    keep = _visible(cloud.xyz, view, cutaway)
+    keep = _visible(cloud.xyz, view, cutaway, where=str(scene))
     image = rasterize(cloud.xyz[keep], coloring.colors[keep], view=view, point_size=point_size)
     name = title if title is not None else f"{Path(scene).name} — {color_by} ({view} view)"
     figure = _figure([(image, name, coloring.legend if legend else [])], columns=1)
@@ -88,7 +91,8 @@ def compare_scenes(
 
     `gt` is a scene with ground-truth labels; `pred` is a labels file for the same points (.txt,
     .npy, or a .ply with a `label` field such as `stseg-models predict` writes). Returns
-    {"accuracy": ..., "points": ...} over non-ignored points.
+    {"accuracy": ..., "points": ...} over non-ignored points (far outliers included: they are
+    only left out of the picture, as in `render_scene`).
     """
     cloud, prediction, _ = load_inputs(
         gt, pred, label_ids=label_ids, scene_label_ids=scene_label_ids, palette=palette
@@ -112,7 +116,7 @@ def compare_scenes(
         (gt_colors, "ground truth", []),
         (errors.colors, f"errors (accuracy {100 * accuracy:.1f} %)", errors.legend),
     ]
-    keep = _visible(cloud.xyz, view, cutaway)
+    keep = _visible(cloud.xyz, view, cutaway, where=str(gt))
     projection = project(cloud.xyz[keep], view=view)  # one z-buffer for the four panels
     images = [(projection.paint(colors[keep]), name, rows) for colors, name, rows in panels]
     figure = _figure(images, columns=2, suptitle=title or f"{Path(gt).name} ({view} view)")
@@ -120,12 +124,14 @@ def compare_scenes(
     return {"accuracy": accuracy, "points": float(correct + wrong)}
 
 
-def _visible(xyz: np.ndarray, view: str, cutaway: bool) -> np.ndarray:
-    """Indices of the points to draw; all of them unless `cutaway` (which must leave some)."""
+def _visible(xyz: np.ndarray, view: str, cutaway: bool, *, where: str) -> np.ndarray:
+    """Indices of the points to draw: all but far outliers (warned about), less the cut-away ones
+    if `cutaway` (which must leave some). The cutaway's box is the bulk's, not the outliers'."""
+    bulk = bulk_of(xyz, where, OUTLIERS_NOT_DRAWN)
     if not cutaway:
-        return np.arange(len(xyz))
-    keep = np.flatnonzero(cutaway_mask(xyz, view))
-    return keep if len(keep) else np.arange(len(xyz))
+        return bulk
+    keep = bulk[cutaway_mask(xyz[bulk], view)]
+    return keep if len(keep) else bulk
 
 
 def _figure(
@@ -175,15 +181,14 @@ def _on_background(image: np.ndarray) -> np.ndarray:
 
 
 def save_png(figure: Figure, out: str | os.PathLike[str]) -> None:
-    """Write `figure` as PNG atomically."""
-    buffer = io.BytesIO()
-    # zlib level 3: ~40 % faster than the default 6 for about the same size on these pictures.
-    figure.savefig(
-        buffer,
-        format="png",
-        dpi=DPI,
-        facecolor=figure.get_facecolor(),
-        pil_kwargs={"compress_level": 3},
-    )
+    """Write `figure` as PNG atomically: matplotlib writes into the temporary file, so a full disk
+    midway leaves no partial PNG (and any earlier file at `out` unchanged)."""
     with atomic_write(out, "wb") as handle:
-        handle.write(buffer.getvalue())
+        # zlib level 3: ~40 % faster than the default 6 for about the same size on these pictures.
+        figure.savefig(
+            handle,
+            format="png",
+            dpi=DPI,
+            facecolor=figure.get_facecolor(),
+            pil_kwargs={"compress_level": 3},
+        )

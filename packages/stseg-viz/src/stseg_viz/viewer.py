@@ -4,6 +4,12 @@ Everything is inlined (points as base64, the JavaScript from `viewer_assets/view
 page's Content-Security-Policy forbids any fetch, so it opens from disk, in a mail attachment or
 on a machine without internet. Positions are quantised to 16 bits per axis inside the bounding box
 (error below 1/65535 of the scene's extent), colours are uint8: 6 + 3 bytes per point and colouring.
+Far outliers (`outliers.find_outliers`) are left out, with a warning: inside their bounding box
+the scene's own points would all quantise to one position.
+
+The payload is JSON inside a <script> element. `<`, `>` and `&` are written as JSON escapes
+(\\u003c ...), and U+2028 / U+2029 too, so no title, file name or class name can end the element
+or open an HTML comment in it (`<!--<script>` would otherwise swallow the viewer's own script).
 """
 
 from __future__ import annotations
@@ -22,11 +28,16 @@ from stseg_viz.coloring import COLOR_MODES, error_coloring, scene_colors
 from stseg_viz.colorize import ignored_mask
 from stseg_viz.errors import VizInputError
 from stseg_viz.inputs import load_inputs
+from stseg_viz.outliers import bulk_of
 from stseg_viz.palettes import IGNORE_COLOR, IGNORE_LABEL, Palette, get_palette
 
 #: Scenes larger than this are randomly subsampled (seeded) to keep the HTML file small.
 DEFAULT_MAX_POINTS = 500_000
 NO_COLOR = (170, 170, 170)
+OUTLIERS_HIDDEN = "the viewer is framed on the bulk and they are not shown"
+#: Characters written as JSON escapes inside the page's <script> (see the module docstring).
+_SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                  "\u2028": "\\u2028", "\u2029": "\\u2029"}  # fmt: skip
 
 
 def write_viewer(
@@ -116,13 +127,14 @@ def viewer_html(
     if not colors:  # xyz only: draw grey points rather than nothing
         colors["rgb"] = np.tile(np.array(NO_COLOR, dtype=np.uint8), (len(cloud), 1))
 
-    shown = _subsample(len(cloud), max_points, seed)
+    bulk = bulk_of(cloud.xyz, cloud.path or title, OUTLIERS_HIDDEN)
+    shown = bulk[_subsample(len(bulk), max_points, seed)]
     group_labels = prediction if prediction is not None else cloud.labels
     order, groups = _groups(group_labels, shown, palette, ignore_label)
     index = shown[order]
     payload = {
         "title": title,
-        "note": _note(len(index), len(cloud)),
+        "note": _note(len(index), len(cloud), len(cloud) - len(bulk)),
         "groupTitle": "predicted classes" if prediction is not None else "classes",
         **_positions(cloud.xyz[index]),
         "colors": {mode: _b64(values[index]) for mode, values in colors.items()},
@@ -130,10 +142,18 @@ def viewer_html(
         "groups": groups,
     }
     html = _template().replace("__STSEG_SCRIPT__", _script())
-    # "</" inside the JSON would end the <script> element early; "<\/" is the same JSON string.
-    html = html.replace("__STSEG_DATA__", json.dumps(payload).replace("</", "<\\/"))
+    html = html.replace("__STSEG_DATA__", script_safe_json(payload))
     summary = {"points": len(cloud), "shown": len(index), "modes": list(colors), "bytes": len(html)}
     return html, summary
+
+
+def script_safe_json(payload: object) -> str:
+    """`payload` as JSON that is safe inside an HTML <script> element: no `<`, `>`, `&`, U+2028
+    or U+2029 characters, each written as its JSON escape (the same JSON value)."""
+    text = json.dumps(payload)
+    for char, escape in _SCRIPT_UNSAFE.items():
+        text = text.replace(char, escape)
+    return text
 
 
 def _available(
@@ -198,10 +218,12 @@ def _row(name: str, color: tuple, count: int) -> dict:
     return {"name": name, "color": [int(c) for c in color], "count": int(count)}
 
 
-def _note(shown: int, total: int) -> str:
-    if shown == total:
-        return f"{total:,} points"
-    return f"{shown:,} of {total:,} points shown (random subsample; raise --max-points)"
+def _note(shown: int, total: int, outliers: int = 0) -> str:
+    far = f"{outliers:,} far outliers hidden" if outliers else ""
+    if shown + outliers == total:
+        return f"{shown:,} of {total:,} points shown ({far})" if outliers else f"{total:,} points"
+    sample = "random subsample; raise --max-points"
+    return f"{shown:,} of {total:,} points shown ({sample}{'; ' + far if far else ''})"
 
 
 def _template() -> str:
