@@ -350,3 +350,16 @@ def test_only_rank_zero_of_a_launched_group_takes_the_lock(
         with refused, open_run(config, resume=True):
             pass
         assert file_fingerprint(tmp_path / "run") == before
+
+
+# ---- out of memory -------------------------------------------------------------------------------
+def test_out_of_memory_in_training_ends_in_one_line(prepared: Path, tmp_path: Path) -> None:
+    # An allocator failure in the forward pass (injected): the step is skipped in lockstep; past
+    # the allowed skips per epoch the run stops with one line, never a traceback.
+    run = tmp_path / "run"
+    argv = _train_argv(prepared, run, "--max-iter", "2", "--set", "max_oom_skips_per_epoch=0")
+    done = run_command(argv, env={"STSEG_TRAIN_FAULT": "oom:0:0"})
+    assert done.returncode == 1, done.stdout
+    line = error_line(done.stdout)
+    assert "out-of-memory skips this epoch" in line and "--batch-size" in line, line
+    assert "out of memory on some rank, batch skipped" in done.stdout
