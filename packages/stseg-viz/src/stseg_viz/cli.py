@@ -6,6 +6,7 @@ Library modules are imported inside each command so `stseg-viz --help` does not 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from stseg_data.cli_support import StsegGroup
 from stseg_viz import __version__
 from stseg_viz.coloring import COLOR_MODES
 from stseg_viz.inputs import LABEL_ID_SPACES
+from stseg_viz.output_checks import check_file_output, check_folder_output
 from stseg_viz.palettes import IGNORE_LABEL, PALETTE_NAMES
 from stseg_viz.raster import VIEWS
 
@@ -51,6 +53,10 @@ _ignore = click.option(
 )  # fmt: skip
 _view = click.option("--view", type=click.Choice(VIEWS), default="iso", show_default=True)
 _out = click.option("--out", type=_path, required=True, help="Output file.")
+_overwrite = click.option(
+    "--overwrite", is_flag=True, default=False,
+    help="Replace --out if it exists (without it an existing output is refused, exit 2).",
+)  # fmt: skip
 _cutaway = click.option(
     "--cutaway/--no-cutaway", default=False, show_default=True,
     help="Hide the ceiling and the walls facing the camera (closed indoor rooms).",
@@ -61,6 +67,21 @@ _cutaway = click.option(
 @click.version_option(__version__, prog_name="stseg-viz")
 def main() -> None:
     """stseg-viz: see `stseg-viz COMMAND --help`."""
+    _show_warnings()
+
+
+class _WarningLine(logging.Handler):
+    """The library's warnings (e.g. far outliers) as `warning: ...` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # click.echo looks up the current stderr each time (CliRunner swaps it).
+        click.echo(f"warning: {record.getMessage()}", err=True)
+
+
+def _show_warnings() -> None:
+    logger = logging.getLogger("stseg_viz")
+    if not any(isinstance(handler, _WarningLine) for handler in logger.handlers):
+        logger.addHandler(_WarningLine(logging.WARNING))
 
 
 @main.command()
@@ -73,8 +94,10 @@ def main() -> None:
 @_scene_label_ids
 @_ignore
 @_out
-def export(scene: Path, out: Path, **options: Any) -> None:
+@_overwrite
+def export(scene: Path, out: Path, overwrite: bool, **options: Any) -> None:
     """Write SCENE as a PLY whose vertex colours show the chosen colouring."""
+    check_file_output(out, overwrite)
     from stseg_viz.export import export_colored_ply
 
     export_colored_ply(scene, out, **options)
@@ -98,8 +121,10 @@ def export(scene: Path, out: Path, **options: Any) -> None:
     "--point-size", type=click.IntRange(1, 15), default=None, help="Pixels (default: auto)."
 )
 @_out
-def render(scene: Path, out: Path, **options: Any) -> None:
+@_overwrite
+def render(scene: Path, out: Path, overwrite: bool, **options: Any) -> None:
     """Render SCENE to a PNG picture."""
+    check_file_output(out, overwrite)
     from stseg_viz.render import render_scene
 
     render_scene(scene, out, **options)
@@ -117,11 +142,13 @@ def render(scene: Path, out: Path, **options: Any) -> None:
 @_cutaway
 @click.option("--title", default=None)
 @_out
-def compare(pred: Path, gt: Path, out: Path, **options: Any) -> None:
+@_overwrite
+def compare(pred: Path, gt: Path, out: Path, overwrite: bool, **options: Any) -> None:
     """Input colours, prediction PRED, ground truth GT and errors side by side in one PNG.
 
     PRED: per-point labels (.txt, .npy or .ply with `label`); GT: the scene with true labels.
     """
+    check_file_output(out, overwrite)
     from stseg_viz.render import compare_scenes
 
     result = compare_scenes(pred, gt, out, **options)
@@ -139,8 +166,10 @@ def compare(pred: Path, gt: Path, out: Path, **options: Any) -> None:
 @click.option("--max-points", type=click.IntRange(min=1), default=500_000, show_default=True)
 @click.option("--title", default=None)
 @_out
-def html(scene: Path, out: Path, **options: Any) -> None:
+@_overwrite
+def html(scene: Path, out: Path, overwrite: bool, **options: Any) -> None:
     """Write a self-contained interactive HTML viewer of SCENE (opens offline)."""
+    check_file_output(out, overwrite)
     from stseg_viz.viewer import write_viewer
 
     summary = write_viewer(scene, out, **options)
@@ -150,8 +179,14 @@ def html(scene: Path, out: Path, **options: Any) -> None:
 @main.command()
 @click.argument("metrics_file", metavar="METRICS_JSON", type=_path)
 @click.option("--out", type=_path, required=True, help="Output folder.")
-def metrics(metrics_file: Path, out: Path) -> None:
+@click.option(
+    "--overwrite", is_flag=True, default=False,
+    help="Write into --out even if it holds files (confusion.png, iou.png, ... are replaced; "
+    "other files stay). Without it a non-empty folder is refused (exit 2).",
+)  # fmt: skip
+def metrics(metrics_file: Path, out: Path, overwrite: bool) -> None:
     """Confusion matrix and per-class IoU / AP bar charts from METRICS_JSON into folder OUT."""
+    check_folder_output(out, overwrite)
     from stseg_viz.metric_plots import plot_metrics
 
     for path in plot_metrics(metrics_file, out):
@@ -161,8 +196,10 @@ def metrics(metrics_file: Path, out: Path) -> None:
 @main.command()
 @click.argument("run", type=_path)
 @_out
-def curves(run: Path, out: Path) -> None:
+@_overwrite
+def curves(run: Path, out: Path, overwrite: bool) -> None:
     """Loss, learning rate and validation mIoU of RUN (a folder with log.jsonl, or the file)."""
+    check_file_output(out, overwrite)
     from stseg_viz.curves import plot_curves
 
     plot_curves(run, out)

@@ -17,15 +17,19 @@ confusion matrix, IoU is computed from it: TP / (TP + FP + FN).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from stseg_data.errors import StsegRuntimeError
 from stseg_viz.errors import VizInputError
 from stseg_viz.render import save_png
 
@@ -107,13 +111,16 @@ def iou_from_confusion(confusion: np.ndarray) -> np.ndarray:
 def plot_metrics(
     metrics_file: str | os.PathLike[str], out_dir: str | os.PathLike[str]
 ) -> list[Path]:
-    """Write confusion.png (if a confusion matrix is given) and iou.png / ap*.png into `out_dir`."""
+    """Write confusion.png (if a confusion matrix is given) and iou.png / ap*.png into `out_dir`.
+
+    All or nothing: the PNGs are written into a hidden staging folder inside `out_dir` and moved
+    into place only once every one is complete, so a full disk leaves `out_dir` as it was (and
+    removes `out_dir` again if this call created it). Files of the same names are replaced.
+    """
     metrics = load_metrics(metrics_file)
-    out_dir = Path(out_dir)
-    written = []
+    figures: dict[str, Figure] = {}
     if "confusion" in metrics:
-        written.append(out_dir / "confusion.png")
-        save_png(confusion_figure(metrics["confusion"], metrics["class_names"]), written[-1])
+        figures["confusion.png"] = confusion_figure(metrics["confusion"], metrics["class_names"])
     for key in PER_CLASS_KEYS:
         if key in metrics:
             values = metrics[key]
@@ -121,10 +128,45 @@ def plot_metrics(
             if mean is None:
                 finite = values[np.isfinite(values)]
                 mean = float(finite.mean()) if finite.size else math.nan
-            written.append(out_dir / f"{key}.png")
             figure = bars_figure(values, metrics["class_names"], DISPLAY_NAMES[key], mean)
-            save_png(figure, written[-1])
-    return written
+            figures[f"{key}.png"] = figure
+    return save_pngs_together(figures, Path(out_dir))
+
+
+def save_pngs_together(figures: dict[str, Figure], out_dir: Path) -> list[Path]:
+    """Write each figure as `out_dir/<name>`, all or none (see `plot_metrics`)."""
+    made = _missing_folders(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".stseg-metrics.", dir=out_dir))
+    try:
+        for name, figure in figures.items():
+            try:
+                save_png(figure, staging / name)
+            except (
+                StsegRuntimeError
+            ) as error:  # name the file the user asked for, not the staging one
+                message = str(error).replace(str(staging / name), str(out_dir / name))
+                raise StsegRuntimeError(message) from error
+        for name in figures:
+            os.replace(staging / name, out_dir / name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in made:  # deepest first; only folders this call made, and only if empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    staging.rmdir()
+    return [out_dir / name for name in figures]
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """`folder` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    current = folder.absolute()
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    return missing
 
 
 def confusion_figure(confusion: np.ndarray, names: list[str]) -> Figure:
