@@ -26,5 +26,5 @@ def check_folder_output(out: Path, overwrite: bool) -> None:
     """`out` is a folder to write into: not a file, empty or missing unless `overwrite`, writable."""
     if out.exists() and not out.is_dir():
         raise VizInputError(f"{out}: is a file; --out names the folder to write into")
-    refuse_existing(out, overwrite)
+    refuse_existing(out, overwrite, hint="pass --overwrite to write into it anyway")
     check_writable(out)
