@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,12 @@ def make_synthetic_dataset(root: Path, scenes: int, seed: int, *, progress: bool
         log.info("synthetic data: reusing %s", prepared)
         return prepared
     if marker.is_file():
+        # synthetic.json says root is this job's own folder: what an interrupted generation left
+        # in raw/ and prepared/ is removed, so the generator and preprocessing start on empty
+        # folders (they refuse non-empty ones: that protects a user's real data elsewhere).
         log.info("synthetic data: %s was interrupted while being written; writing it again", root)
+        for partial in (raw, prepared):
+            shutil.rmtree(partial, ignore_errors=True)
     tic = time.perf_counter()
     # The marker is written first, so a run killed while generating knows the folder is its own
     # and regenerates it (same names, overwritten) instead of refusing it on --resume.
