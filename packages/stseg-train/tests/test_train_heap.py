@@ -82,7 +82,10 @@ def test_unknown_heap_mode_is_refused(tmp_path: Path) -> None:
     config = TrainConfig(dataset="synthetic", out=str(tmp_path / "run"), num_classes=4,
                          batch_size=3, max_iter=2, tensorboard=False, progress=False, threads=1,
                          extra={"toy_scenes": 3, "toy_points": 48, "heap_mode": "keep"})  # fmt: skip
-    prepare_run_dir(config, resume=False)
+    with pytest.raises(TrainInputError, match="heap_mode must be one of trim, retain"):
+        prepare_run_dir(config, resume=False)  # config validation, before the folder exists
+    assert not (tmp_path / "run").exists()
+    # the trainer checks it too, for configs built in code and handed to the worker directly
     with pytest.raises(TrainInputError, match="heap_mode must be one of trim, retain"):
         worker(config, toy_components, False)
 
