@@ -30,7 +30,8 @@ from typing import Any
 import torch
 
 from stseg_data.atomic import atomic_write
-from stseg_train.errors import CheckpointError, NonFiniteError
+from stseg_data.torch_files import load_weights_only
+from stseg_train.errors import CheckpointError, NonFiniteError, UnsafeCheckpointError
 from stseg_train.faults import inject_fault
 
 SCHEMA_VERSION = 1
@@ -127,10 +128,15 @@ def load_checkpoint(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
     """Load a training checkpoint (weights only), checking hash, schema version and keys."""
     path = Path(path)
     blob = _read_verified(path) if verify else path.read_bytes()
-    try:
-        payload = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for truncated/foreign files
-        raise CheckpointError(f"corrupt: {path} (cannot be read: {error})") from None
+    # One weights-only loader for every file the project reads: a pickle that would call code is
+    # "refused: not a safe checkpoint" (naming what it calls), a cut file "corrupt or truncated".
+    payload = load_weights_only(
+        path,
+        data=blob,
+        read_error=CheckpointError,
+        unsafe_error=UnsafeCheckpointError,
+        accepted="only checkpoints written by stseg-train are accepted",
+    )
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: not a stseg-train checkpoint (top level is not a dict)")
     version = payload.get("train_schema_version")

@@ -6,7 +6,7 @@ Exit codes: 2 bad input or usage, 1 runtime failure, 3 the run stopped on non-fi
 
 from __future__ import annotations
 
-from stseg_data.errors import StsegInputError, StsegRuntimeError
+from stseg_data.errors import StsegInputError, StsegRuntimeError, UnsafeFileError
 
 EXIT_NONFINITE = 3
 
@@ -27,3 +27,7 @@ class NonFiniteError(StsegRuntimeError):
     """Too many consecutive non-finite losses or gradients, or a save of non-finite parameters."""
 
     exit_code = EXIT_NONFINITE
+
+
+class UnsafeCheckpointError(CheckpointError, UnsafeFileError):
+    """A checkpoint whose pickle would call code: refused, never loaded (resume falls back past it)."""
