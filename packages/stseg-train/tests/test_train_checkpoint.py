@@ -177,3 +177,22 @@ def test_pickle_gadget_is_refused(tmp_path: Path) -> None:
     ):
         load_checkpoint(path)
     assert not sentinel.exists()
+
+
+def test_gadget_newest_checkpoint_is_refused_and_resume_falls_back(tmp_path: Path) -> None:
+    # Its sidecar matches (as an attacker would make it): the refusal comes from the load itself.
+    sentinel = tmp_path / "pwned"
+    manager = CheckpointManager(tmp_path / "checkpoints", keep_last=3)
+    manager.save(10, _payload(1.0, 10))
+    newest = manager.save(20, _payload(2.0, 20))
+    payload = _payload(2.0, 20)
+    payload["evil"] = _Gadget(str(sentinel))
+    torch.save(payload, newest)
+    Path(str(newest) + ".sha256").write_text(_sha(newest) + f"  {newest.name}\n")
+    reports: list[str] = []
+    loaded, path = manager.load_latest_valid(reports.append)
+    assert path.name == "iter_00000010.pth" and loaded["iteration"] == 10
+    assert len(reports) == 1
+    assert reports[0].startswith(f"{newest}: refused: not a safe checkpoint")
+    assert "weights_only=False" not in reports[0] and "corrupt" not in reports[0]
+    assert not sentinel.exists()

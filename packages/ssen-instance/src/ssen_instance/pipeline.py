@@ -26,7 +26,7 @@ from stseg_data.atomic import atomic_write
 from stseg_data.errors import StsegRuntimeError
 from stseg_data.io import read_scene
 from stseg_data.labels import scannet20_to_nyu40
-from stseg_data.outputs import check_writable, describe_os_error, refuse_existing
+from stseg_data.outputs import check_writable, describe_os_error, missing_folders, refuse_existing
 from stseg_data.pointcloud import PointCloud
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def staged_output(out: str | os.PathLike[str]) -> Iterator[Path]:
     naming `out` and the errno.
     """
     target = Path(out)
-    created = _missing_parents(target)
+    created = missing_folders(target)
     target.mkdir(parents=True, exist_ok=True)
     stage = target / f"{STAGE_PREFIX}{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)  # left by a killed process that had this pid
@@ -106,16 +106,6 @@ def _write_failure(error: BaseException, target: Path) -> OSError | None:
         if path.is_relative_to(target.absolute()):
             return error
     return None
-
-
-def _missing_parents(folder: Path) -> list[Path]:
-    """`folder` and its ancestors that do not exist yet, deepest first."""
-    missing = []
-    current = folder.absolute()
-    while not current.exists() and current != current.parent:
-        missing.append(current)
-        current = current.parent
-    return missing
 
 
 def _publish(stage: Path, target: Path) -> None:

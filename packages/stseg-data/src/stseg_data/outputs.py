@@ -44,12 +44,21 @@ def refuse_existing(path: str | os.PathLike[str], overwrite: bool, *, hint: str 
     raise StsegInputError(f"{path}: {kind} ({hint or OVERWRITE_HINT})")
 
 
+def missing_folders(folder: str | os.PathLike[str]) -> list[Path]:
+    """`folder` and its ancestors that do not exist yet, deepest first: what a command that fails
+    half-way may remove again (it made them), and nothing else."""
+    missing = []
+    current = Path(folder).absolute()
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    return missing
+
+
 def nearest_existing(path: str | os.PathLike[str]) -> Path:
     """`path` itself if it exists, else its closest existing ancestor (where it would be made)."""
-    current = Path(path).absolute()
-    while not current.exists() and current != current.parent:
-        current = current.parent
-    return current
+    missing = missing_folders(path)
+    return missing[-1].parent if missing else Path(path).absolute()
 
 
 def check_writable(folder: str | os.PathLike[str]) -> None:

@@ -30,6 +30,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from stseg_data.errors import StsegRuntimeError
+from stseg_data.outputs import missing_folders
 from stseg_viz.errors import VizInputError
 from stseg_viz.render import save_png
 
@@ -135,7 +136,7 @@ def plot_metrics(
 
 def save_pngs_together(figures: dict[str, Figure], out_dir: Path) -> list[Path]:
     """Write each figure as `out_dir/<name>`, all or none (see `plot_metrics`)."""
-    made = _missing_folders(out_dir)
+    made = missing_folders(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".stseg-metrics.", dir=out_dir))
     try:
@@ -157,16 +158,6 @@ def save_pngs_together(figures: dict[str, Figure], out_dir: Path) -> list[Path]:
         raise
     staging.rmdir()
     return [out_dir / name for name in figures]
-
-
-def _missing_folders(folder: Path) -> list[Path]:
-    """`folder` and its ancestors that do not exist yet, deepest first."""
-    missing = []
-    current = folder.absolute()
-    while not current.exists() and current != current.parent:
-        missing.append(current)
-        current = current.parent
-    return missing
 
 
 def confusion_figure(confusion: np.ndarray, names: list[str]) -> Figure:
