@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ssen_instance.scenes import SsenScene, instance_ids, write_ssen_scene
-from ssen_instance.toy import toy_room
+from ssen_instance.toy import write_toy_scenes
 from stseg_data.testing import constrained_supported, run_cli
 from stseg_train.crashtest import child_env, error_line, file_fingerprint, hanging, run_command
 
@@ -29,14 +28,7 @@ OPTIONS = ["--model", "Res16UNet14A", "--voxel-size", "0.05", "--batch-size", "1
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two toy rooms as SSEN scene files."""
-    root = tmp_path_factory.mktemp("ssen_data")
-    for seed in range(2):
-        room = toy_room(num_objects=3, density=60.0, size=3.0, seed=seed)
-        scene = SsenScene(room.xyz, room.rgb, room.semantic,
-                          instance_ids(room.semantic, room.instance), room.semantic,
-                          f"scene{seed:04d}_00")  # fmt: skip
-        write_ssen_scene(root / f"scene{seed:04d}_00_semantic_segment.pt", scene)
-    return root
+    return write_toy_scenes(tmp_path_factory.mktemp("ssen_data"), 2)
 
 
 def _argv(data: Path, run: Path, *args: str) -> list[str]:

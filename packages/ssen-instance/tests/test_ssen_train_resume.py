@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from ssen_instance.scenes import SsenScene, instance_ids, write_ssen_scene
-from ssen_instance.toy import toy_room
+from ssen_instance.toy import write_toy_scenes
 from stseg_train.checkpoint import load_checkpoint
 from stseg_train.crashtest import (
     checkpoint_path,
@@ -46,14 +45,7 @@ OPTIONS = ["--model", "Res16UNet14A", "--voxel-size", "0.05", "--batch-size", "1
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three toy rooms (~2,800 points each) as SSEN scene files."""
-    root = tmp_path_factory.mktemp("ssen_data")
-    for seed in range(3):
-        room = toy_room(num_objects=3, density=60.0, size=3.0, seed=seed)
-        scene = SsenScene(room.xyz, room.rgb, room.semantic,
-                          instance_ids(room.semantic, room.instance), room.semantic,
-                          f"scene{seed:04d}_00")  # fmt: skip
-        write_ssen_scene(root / f"scene{seed:04d}_00_semantic_segment.pt", scene)
-    return root
+    return write_toy_scenes(tmp_path_factory.mktemp("ssen_data"), 3)
 
 
 def _argv(data: Path, run: Path) -> list[str]:

@@ -10,6 +10,7 @@ The ScanNet-format synthetic dataset on disk is stseg-data's (`stseg_data.synth`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -118,3 +119,17 @@ def noisy_semantic(
     flipped = rng.random(out.size) < flip
     out[flipped] = rng.integers(0, 20, int(flipped.sum()))
     return out
+
+
+def write_toy_scenes(root: Path, count: int) -> Path:
+    """`count` toy rooms (~2,800 points each) as SSEN scene files `scene000K_00_semantic_segment.pt`
+    under `root` (ground-truth semantics as the predicted column); returns `root`."""
+    from ssen_instance.scenes import SsenScene, instance_ids, write_ssen_scene
+
+    for seed in range(count):
+        room = toy_room(num_objects=3, density=60.0, size=3.0, seed=seed)
+        scene = SsenScene(room.xyz, room.rgb, room.semantic,
+                          instance_ids(room.semantic, room.instance), room.semantic,
+                          f"scene{seed:04d}_00")  # fmt: skip
+        write_ssen_scene(root / f"scene{seed:04d}_00_semantic_segment.pt", scene)
+    return root

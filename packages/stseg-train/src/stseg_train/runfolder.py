@@ -92,10 +92,7 @@ def check_run_dir(config: TrainConfig, *, resume: bool) -> None:
     saved_path = run / CONFIG_NAME
     if not saved_path.is_file():
         raise TrainInputError(f"--resume {run}: not a training run (no {CONFIG_NAME} there)")
-    try:
-        saved = json.loads(saved_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise TrainInputError(f"{saved_path}: unreadable run config ({error})") from None
+    saved = _read_config_json(saved_path)
     diff = identity_diff(saved, config)
     if diff:
         raise TrainInputError(
@@ -223,10 +220,15 @@ def load_run_config(run: str | Path) -> TrainConfig:
     path = Path(run) / CONFIG_NAME
     if not path.is_file():
         raise TrainInputError(f"{run}: not a training run (no {CONFIG_NAME})")
+    return config_from_dict(_read_config_json(path))
+
+
+def _read_config_json(path: Path) -> dict:
+    """The mapping saved in a run's config.json (one line naming the file when unreadable)."""
     try:
         saved = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise TrainInputError(f"{path}: unreadable run config ({error})") from None
     if not isinstance(saved, dict):
         raise TrainInputError(f"{path}: not a run config (top level is not a mapping)")
-    return config_from_dict(saved)
+    return saved
