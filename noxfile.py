@@ -2,7 +2,11 @@
 
 Every session installs the packages under `packages/*` (discovered, in dependency order) with pip,
 editable, into its own virtual environment, with the pins of `constraints/cpu.txt`. That file pins
-the CPU build of PyTorch: an unpinned `torch` pulls several GB of CUDA packages.
+the CPU build of PyTorch (`torch==X+cpu`): an unpinned `torch` pulls several GB of CUDA packages.
+PyPI has no `+cpu` builds, so the sessions add the PyTorch CPU index as an extra index when it
+answers a short probe; where it does not, a local `+cpu` wheel in pip's find-links serves the pin;
+where neither exists they log why and fall back to the plain `torch==X` (on Linux x86-64 PyPI's
+CUDA build). The decision is `tools/torch_pin.py:choose_torch_source`.
 
 GPU users: point `STSEG_CONSTRAINTS` at a constraints file of your own (for example one line
 `torch==2.13.0+cu128`, with `PIP_EXTRA_INDEX_URL` naming the matching PyTorch index), or set
@@ -11,17 +15,24 @@ GPU users: point `STSEG_CONSTRAINTS` at a constraints file of your own (for exam
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
 import nox
 import tomllib
+from packaging.tags import sys_tags
 
 ROOT = Path(__file__).resolve().parent
 PACKAGES_DIR = ROOT / "packages"
+CPU_CONSTRAINTS = ROOT / "constraints" / "cpu.txt"
+sys.path.insert(0, str(ROOT / "tools"))
+import torch_pin  # noqa: E402  (a module of this repository, found through the line above)
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_venv = "yes"
@@ -54,16 +65,48 @@ def discover_packages() -> list[Path]:
     return [folders[n] for n in ordered]
 
 
-def _constraint_args() -> list[str]:
-    choice = os.environ.get("STSEG_CONSTRAINTS", str(ROOT / "constraints" / "cpu.txt"))
-    return [] if choice.lower() == "none" else ["-c", choice]
+@functools.cache
+def _torch_source() -> torch_pin.TorchSource:
+    """Where the CPU pin's torch comes from here (probed once per nox run)."""
+    pin = torch_pin.read_pin(CPU_CONSTRAINTS.read_text())
+    try:
+        config = subprocess.run(
+            [sys.executable, "-m", "pip", "config", "list"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        config = ""
+    folders = torch_pin.find_links_folders(config)
+    names = [wheel.name for folder in folders for wheel in folder.glob("torch-*.whl")]
+    local = torch_pin.torch_wheel_versions(names, sys_tags())
+    return torch_pin.choose_torch_source(pin, torch_pin.index_reachable(), local)
+
+
+def _constraint_args(session: nox.Session | None = None) -> list[str]:
+    """pip arguments for the CPU pins (`STSEG_CONSTRAINTS` names another file, or `none`)."""
+    choice = os.environ.get("STSEG_CONSTRAINTS")
+    if choice is not None:
+        return [] if choice.lower() == "none" else ["-c", choice]
+    source = _torch_source()
+    if session is not None:
+        session.log(f"torch: {source.message}")
+    text = CPU_CONSTRAINTS.read_text()
+    path = CPU_CONSTRAINTS
+    if source.pin != torch_pin.read_pin(text):
+        path = ROOT / ".nox" / "constraints-fallback.txt"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(torch_pin.with_pin(text, source.pin))
+    return ["-c", str(path), *source.pip_args]
 
 
 def install_packages(session: nox.Session, *extra: str, packages: list[Path] | None = None) -> None:
     """Install `packages` (default: all) editable, in dependency order, plus `extra` requirements."""
     chosen = packages if packages is not None else discover_packages()
     editable = [arg for folder in chosen for arg in ("-e", str(folder))]
-    session.install(*_constraint_args(), *editable, *extra)
+    session.install(*_constraint_args(session), *editable, *extra)
 
 
 def _console_scripts() -> dict[str, str]:
@@ -76,9 +119,11 @@ def _console_scripts() -> dict[str, str]:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Every package's tests (CPU; GPU-marked tests skip without CUDA)."""
+    """Every package's tests and the repository's own (tests/: pins, licence) (CPU; GPU-marked
+    tests skip without CUDA)."""
     install_packages(session, "-r", "requirements/test.txt")
     session.env.setdefault("OMP_NUM_THREADS", "2")
+    session.run("pytest", str(ROOT / "tests"), *session.posargs)
     for folder in discover_packages():
         if any((folder / "tests").glob("test_*.py")):
             session.run("pytest", str(folder / "tests"), *session.posargs)
@@ -99,20 +144,45 @@ def compat(session: nox.Session) -> None:
     )
 
 
+@nox.session(name="me-tests")
+def me_tests(session: nox.Session) -> None:
+    """MinkowskiEngine 0.5.4's own test files, unedited, on the native engine (CPU), file by file.
+
+    The pinned copy in packages/stseg-models/tests/me_upstream runs through the alias (no real
+    MinkowskiEngine in this venv); each test passing on real MinkowskiEngine 0.5.4 -- its outcomes,
+    measured in the compat venv with `tools/run_me_tests.py run`, are
+    benchmarks/results/me_tests_minkowski_cpu.json, or the file given after `--` -- must pass.
+    """
+    install_packages(session, "-r", "requirements/test.txt")
+    session.run("python", "-m", "pip", "uninstall", "--yes", "--quiet", "MinkowskiEngine")
+    session.env.setdefault("OMP_NUM_THREADS", "2")
+    package = PACKAGES_DIR / "stseg-models"
+    results = package / "benchmarks" / "results"
+    reference = session.posargs[0] if session.posargs else results / "me_tests_minkowski_cpu.json"
+    native = Path(session.create_tmp()) / "me_tests_native.json"
+    tool = str(package / "tools" / "run_me_tests.py")
+    # 60 s a test: the 10-million-iteration leak loops (convolution.py, interpolation.py) time out
+    session.run("python", tool, "run", "--out", str(native), "--timeout", "60")
+    summary = Path(session.create_tmp()) / "me_tests_cpu.json"
+    session.run("python", tool, "compare", str(native), str(reference), "--summary", str(summary))
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check over the packages and the noxfile."""
+    """ruff check and ruff format --check over the packages, tools/, tests/ and the noxfile."""
     session.install("-r", "requirements/lint.txt")
-    session.run("ruff", "check", "packages", "noxfile.py", "conftest.py")
-    session.run("ruff", "format", "--check", "packages", "noxfile.py", "conftest.py")
+    paths = ["packages", "tools", "tests", "noxfile.py", "conftest.py"]
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
 
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy on each package's src/ tree."""
+    """mypy on each package's src/ tree and on tools/."""
     install_packages(session, "-r", "requirements/lint.txt")
     for folder in discover_packages():
         session.run("mypy", str(folder / "src"))
+    session.run("mypy", str(ROOT / "tools"))
 
 
 @nox.session
@@ -148,10 +218,21 @@ def build_wheels(session: nox.Session) -> Path:
     return outdir
 
 
+def _licence_problems(name: str, members: dict[str, bytes]) -> list[str]:
+    """Why an archive's licence text is not the repository's LICENSE (empty when it is)."""
+    expected = (ROOT / "LICENSE").read_bytes()
+    found = [path for path in members if path.rsplit("/", 1)[-1] == "LICENSE"]
+    if not found:
+        return [f"{name}: no LICENSE file"]
+    return [f"{name}: {path} differs from LICENSE" for path in found if members[path] != expected]
+
+
 @nox.session
 def wheels(session: nox.Session) -> None:
-    """Build all five wheels; fail if any Requires-Dist holds a path or a URL."""
+    """Build all five wheels and sdists; fail if any Requires-Dist holds a path or a URL, or if a
+    wheel's dist-info or an sdist lacks the repository's LICENSE."""
     outdir = build_wheels(session)
+    session.install("poetry-core>=2.0")
     bad: list[str] = []
     for folder in discover_packages():
         name = _read_project(folder)["name"].replace("-", "_")
@@ -159,26 +240,53 @@ def wheels(session: nox.Session) -> None:
         wheel = next(outdir.glob(f"{name}-{version}-*.whl"))
         with zipfile.ZipFile(wheel) as archive:
             metadata = archive.read(f"{name}-{version}.dist-info/METADATA").decode()
+            info = f"{name}-{version}.dist-info/"
+            licences = {n: archive.read(n) for n in archive.namelist() if n.startswith(info)}
+        bad += _licence_problems(wheel.name, licences)
         for line in metadata.splitlines():
             if line.startswith("Requires-Dist:") and re.search(r"@|file:|://|\.\./", line):
                 bad.append(f"{wheel.name}: {line}")
-        session.log(f"{wheel.name}: metadata has no paths or URLs")
+        with session.chdir(folder):
+            session.run(
+                "python",
+                "-c",
+                "import sys; from poetry.core.masonry.api import build_sdist; build_sdist(sys.argv[1])",
+                str(outdir),
+                silent=True,
+            )
+        sdist = outdir / f"{name}-{version}.tar.gz"
+        with tarfile.open(sdist) as archive:
+            top = f"{name}-{version}/LICENSE"
+            member = archive.extractfile(top) if top in archive.getnames() else None
+            bad += _licence_problems(sdist.name, {top: member.read()} if member else {})
+        session.log(f"{wheel.name}, {sdist.name}: no paths or URLs in metadata, LICENSE inside")
     if bad:
-        session.error("wheel metadata holds paths or URLs:\n" + "\n".join(bad))
+        session.error("wheels / sdists are wrong:\n" + "\n".join(bad))
+
+
+# The documented ways to install stseg-models for inference without the other stseg packages
+# (README, "Inference only"); each `standalone` run checks one of them in a fresh venv.
+STANDALONE_ROUTES = {
+    "folders": ["packages/stseg-data", "packages/stseg-models"],
+    "wheels": ["--find-links", "dist", "stseg-models"],
+}
 
 
 @nox.session(reuse_venv=False)
-def standalone(session: nox.Session) -> None:
-    """A fresh venv with only the stseg-models wheel (and what it pulls in) runs `predict`."""
-    outdir = build_wheels(session)
-    session.install(*_constraint_args(), "--find-links", str(outdir), "stseg-models")
+@nox.parametrize("route", list(STANDALONE_ROUTES))
+def standalone(session: nox.Session, route: str) -> None:
+    """A fresh venv with stseg-models installed as the README says (`folders`: the two package
+    folders; `wheels`: `--find-links dist` after `nox -s wheels`) holds stseg-data and
+    stseg-models and no other stseg package, and runs `predict`."""
+    if route == "wheels":
+        build_wheels(session)
+    session.install(*_constraint_args(session), *STANDALONE_ROUTES[route])
     installed = session.run("python", "-m", "pip", "list", "--format=freeze", silent=True) or ""
     names = {line.split("==")[0].lower() for line in str(installed).splitlines()}
-    unwanted = names & {"stseg-train", "ssen-instance", "stseg-viz"}
-    if unwanted or "stseg-data" not in names:
-        session.error(
-            f"stseg-models pulled in {sorted(unwanted)}; stseg-data present: {'stseg-data' in names}"
-        )
+    stseg = {n for n in names if n.startswith(("stseg", "ssen"))}
+    if stseg != {"stseg-data", "stseg-models"}:
+        session.error(f"expected stseg-data and stseg-models only, found {sorted(stseg)}")
+    session.log(f"installed stseg packages: {sorted(stseg)}")
     workdir = Path(session.create_tmp()) / "standalone"
     session.run(
         "python",
@@ -207,13 +315,24 @@ def demo_instance(session: nox.Session) -> None:
 
     Writes runs/demo-instance (or the folder given first after `--`; further arguments go to
     `ssen-instance demo`, e.g. `-- runs/x --max-iter 40`); an existing folder is refused, not
-    clobbered (`-- DIR --resume` continues it).
+    clobbered (`-- DIR --resume DIR` continues it).
     """
     install_packages(session)
     args = list(session.posargs)
     has_out = bool(args) and not args[0].startswith("-")
     out = args.pop(0) if has_out else str(ROOT / "runs" / "demo-instance")
     session.run("ssen-instance", "demo", "--out", out, *args)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (READMEs, benchmarks, API reference from docstrings) into site/.
+
+    `--strict`: any warning (a broken link, a missing page, a docstring griffe cannot read) fails.
+    mkdocstrings reads the sources statically, so no package (and no torch) is installed.
+    """
+    session.install("-r", "requirements/docs.txt")
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"), *session.posargs)
 
 
 @nox.session

@@ -121,6 +121,22 @@ def _summary(metrics) -> dict[str, float]:
     return {"ap": metrics.mean_ap, "ap50": metrics.ap50, "ap25": metrics.ap25}
 
 
+def _portable(path: str | None) -> str | None:
+    """A path as the results file records it: relative to the working folder, else its last parts.
+
+    Results files are committed; an absolute path (/tmp/..., a home folder) names one machine.
+    """
+    if path is None:
+        return None
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        return candidate.as_posix()
+    try:
+        return candidate.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return Path(*candidate.parts[-3:]).as_posix()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("scenes")
@@ -131,7 +147,7 @@ def main() -> None:
     ap.add_argument("--sweep-gt", action="store_true", help="the sweep also on ground truth")
     ap.add_argument("--point", action="store_true")
     ap.add_argument("--min-cluster-size", type=int, default=200)
-    ap.add_argument("--cluster-epsilon", type=float, default=0.5)
+    ap.add_argument("--cluster-epsilon", type=float, default=0.0)  # ClusterParams' (issue #26)
     ap.add_argument("--cell", type=int, default=3)
     ap.add_argument("--score", default="vote", choices=("vote", "vote_membership", "vote_size"))
     ap.add_argument("--class-hypotheses", type=int, default=1)
@@ -293,9 +309,9 @@ def main() -> None:
     }
     total_voxels = sum(n for _, n in beyond_pull)
     report = {
-        "scenes": args.scenes,
-        "instance_weights": args.instance_weights,
-        "semantic_weights": args.semantic_weights,
+        "scenes": _portable(args.scenes),
+        "instance_weights": _portable(args.instance_weights),
+        "semantic_weights": _portable(args.semantic_weights),
         "loss_config": loss_cfg.__dict__,
         "clustering": {
             "strategy": base.strategy,
@@ -339,7 +355,8 @@ def main() -> None:
     }
     if pairs["predicted"]:
         report["ap_per_class_predicted"] = evaluate_instances(pairs["predicted"]).per_class()
-    text = json.dumps(report, indent=2, default=float)
+    # sorted keys, fixed indent: the layout never changes between runs (the README test reads it)
+    text = json.dumps(report, indent=2, default=float, sort_keys=True) + "\n"
     if args.json:
         Path(args.json).write_text(text)
     print(text)

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from sklearn.cluster import HDBSCAN
 
-from ssen_instance.cluster import ClusterParams, hdbscan_clusters, instances_from_clusters
+from ssen_instance.cluster import (
+    ClusterParams,
+    complete_single_cluster,
+    hdbscan_clusters,
+    instances_from_clusters,
+)
 from ssen_instance.errors import InstanceInputError
 from ssen_instance.grouping import GroupingConfig, group_instances
 
@@ -35,16 +46,91 @@ def test_hdbscan_separates_blobs() -> None:
 
 def test_single_cluster_allowed_and_too_few_points() -> None:
     emb, _ = _blobs(np.random.default_rng(1), [400])
-    ids, _ = hdbscan_clusters(emb)
-    assert (ids == 0).all()
-    # Without the epsilon, scikit-learn keeps only min_cluster_size points of a lone cluster.
-    ids_no_eps, _ = hdbscan_clusters(emb, ClusterParams(cluster_selection_epsilon=0.0))
-    assert (ids_no_eps == 0).sum() == 200
+    ids, prob = hdbscan_clusters(emb)
+    assert (ids == 0).all() and ((prob > 0) & (prob <= 1)).all()
+    # scikit-learn's own labelling of a lone cluster (radius 0): only min_cluster_size points.
+    ids_sklearn, _ = hdbscan_clusters(emb, ClusterParams(single_cluster_radius=0.0))
+    assert (ids_sklearn == 0).sum() == 200 and (ids_sklearn[ids_sklearn != 0] == -1).all()
     ids_few, prob_few = hdbscan_clusters(emb[:150])  # fewer points than min_cluster_size 200
     assert (ids_few == -1).all() and (prob_few == 0).all()
     assert hdbscan_clusters(np.zeros((0, 8)))[0].shape == (0,)
     ids_small, _ = hdbscan_clusters(emb[:150], ClusterParams(min_cluster_size=20))
     assert (ids_small == 0).all()
+
+
+ISSUE = "scikit-learn's HDBSCAN changed under ssen_instance.cluster (see issue #26): re-measure"
+
+
+def test_pinned_scikit_learn_hdbscan_behaviour() -> None:
+    """What the clustering default relies on, on fixed inputs (scikit-learn's HDBSCAN directly).
+
+    If one of these fails, scikit-learn changed: re-measure `ClusterParams`' defaults (issue #26).
+    """
+
+    def labels(emb: np.ndarray, epsilon: float) -> np.ndarray:
+        model = HDBSCAN(min_cluster_size=20, cluster_selection_epsilon=epsilon,
+                        allow_single_cluster=True, copy=True)  # fmt: skip
+        return model.fit(emb).labels_
+
+    two, truth = _blobs(np.random.default_rng(0), [60, 40])
+    one, _ = _blobs(np.random.default_rng(1), [60])
+    got_two = labels(two, 0.0)
+    assert _same_partition(got_two, truth) and (got_two >= 0).all(), ISSUE
+    # a lone cluster: labelled down to min_cluster_size points (what complete_single_cluster fixes)
+    assert np.bincount(labels(one, 0.0) + 1).tolist() == [40, 20], ISSUE
+    # scikit-learn #33219 (NumPy 2): an epsilon that merges clusters raises instead of merging;
+    # when this stops raising, a working epsilon is available and the default must be re-measured.
+    with pytest.raises(TypeError, match="0-dimensional"):
+        labels(two, 5.0)
+        pytest.fail(f"{ISSUE}: epsilon search no longer raises (scikit-learn #33219 fixed?)")
+
+
+def test_complete_single_cluster_against_a_reference() -> None:
+    rng = np.random.default_rng(7)
+    emb = rng.standard_normal((300, 4)) * 0.3
+    ids = np.where(np.arange(300) < 50, 3, -1)  # a lone cluster (id 3) of 50 labelled points
+    prob = np.where(ids >= 0, 1.0, 0.0)
+    got_ids, got_prob = complete_single_cluster(emb, ids, prob, 0.5)
+    # reference, written out point by point
+    centre = emb[:50].mean(axis=0)
+    core_reach = max(float(np.linalg.norm(emb[i] - centre)) for i in range(50))
+    for i in range(300):
+        d = float(np.linalg.norm(emb[i] - centre))
+        if i < 50:
+            assert got_ids[i] == 3 and got_prob[i] == 1.0
+        elif d <= 0.5:
+            assert got_ids[i] == 3 and got_prob[i] == pytest.approx(min(1.0, core_reach / d))
+        else:
+            assert got_ids[i] == -1 and got_prob[i] == 0.0
+    assert 50 < (got_ids == 3).sum() < 300  # the radius both adds and leaves out points
+    assert (ids[50:] == -1).all()  # inputs untouched
+    # two clusters, all noise, or radius 0: unchanged
+    for case_ids, radius in ((np.where(np.arange(300) < 25, 0, 1), 0.5), (np.full(300, -1), 0.5),
+                             (ids, 0.0)):  # fmt: skip
+        out_ids, out_prob = complete_single_cluster(emb, case_ids, prob, radius)
+        assert (out_ids == case_ids).all() and (out_prob == prob).all()
+
+
+def test_lone_blob_keeps_its_points_and_drops_far_outliers() -> None:
+    rng = np.random.default_rng(3)
+    blob, _ = _blobs(rng, [400])
+    far = blob[:30] + 0.6 * rng.choice([-1.0, 1.0], (30, 8))  # ~1.7 away: another object's place
+    ids, _ = hdbscan_clusters(np.r_[blob, far])
+    assert (ids[:400] == 0).all() and (ids[400:] == -1).all()
+    with pytest.raises(InstanceInputError, match="single_cluster_radius"):
+        ClusterParams(single_cluster_radius=-1.0)
+
+
+def test_working_and_failing_epsilon() -> None:
+    # Given epsilon > 0 is scikit-learn's: a lone blob (its epsilon path works) is labelled by it,
+    emb, _ = _blobs(np.random.default_rng(1), [400])
+    ids, _ = hdbscan_clusters(emb, ClusterParams(cluster_selection_epsilon=0.5))
+    assert (ids == 0).all()
+    # and where scikit-learn fails (#33219) it is one clear error, not a silent refit.
+    two, _ = _blobs(np.random.default_rng(0), [300, 250])
+    with pytest.raises(InstanceInputError, match=r"epsilon 5: .*#33219.*use epsilon 0"):
+        hdbscan_clusters(two, ClusterParams(cluster_selection_epsilon=5.0))
+    assert ClusterParams().cluster_selection_epsilon == 0.0
 
 
 def test_nan_embeddings_are_a_clear_error() -> None:
@@ -179,9 +265,36 @@ def test_cell_strategy_matches_point_strategy_on_clean_embeddings() -> None:
 
 
 def test_degenerate_embeddings_do_not_crash() -> None:
-    # Two groups 0.01 apart (< epsilon): scikit-learn's epsilon search raises a TypeError here;
-    # the fallback without epsilon gives a defined result.
+    # Two groups 0.01 apart: two clusters with epsilon 0; epsilon 0.5 would merge them, where
+    # scikit-learn raises (#33219), reported as an input error.
     emb = np.r_[np.zeros((30, 8)), np.full((30, 8), 0.01)]
     ids, prob = hdbscan_clusters(emb, ClusterParams(min_cluster_size=5))
     assert ids.shape == (60,) and np.isfinite(prob).all()
-    assert np.unique(ids[:30]).size == 1 and np.unique(ids[30:]).size == 1
+    assert np.unique(ids[:30]).size == 1 and np.unique(ids[30:]).size == 1 and ids[0] != ids[30]
+    with pytest.raises(InstanceInputError, match="#33219"):
+        hdbscan_clusters(emb, ClusterParams(min_cluster_size=5, cluster_selection_epsilon=0.5))
+
+
+def test_voxel_class_gets_whole_one_object_sets() -> None:
+    # One object per class: each per-class HDBSCAN run holds a lone cluster.
+    emb, truth = _blobs(np.random.default_rng(6), [300, 260])
+    sem = np.array([CHAIR, TABLE])[truth]
+    params = ClusterParams(min_cluster_size=100)
+    inst = group_instances(emb, sem, config=GroupingConfig("voxel_class", params))
+    assert sorted(m.size for m in inst.masks) == [260, 300]
+    # scikit-learn's labelling alone keeps min_cluster_size of each (the AP lost before epsilon 0)
+    raw = replace(params, single_cluster_radius=0.0)
+    cut = group_instances(emb, sem, config=GroupingConfig("voxel_class", raw))
+    assert sorted(m.size for m in cut.masks) == [100, 100]
+
+
+@pytest.mark.parametrize("command", ["predict", "eval"])
+def test_cli_epsilon_default_is_the_library_default(command: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ssen_instance", command, "--help"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    text = " ".join(result.stdout.split())  # unwrap Click's help columns
+    option = re.search(r"--cluster-epsilon FLOAT (.*?)\[default: ([^\]]*)\]", text)
+    assert option is not None, result.stdout
+    assert "#33219" in option[1] and float(option[2]) == ClusterParams().cluster_selection_epsilon

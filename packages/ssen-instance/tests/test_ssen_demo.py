@@ -58,9 +58,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         # the embedding training after its checkpoint 2.
         first = run_until_hang(_demo(killed), "hang:0:2", timeout=600)
         assert "demo: semantic ..." in first and "demo: preprocess" not in first, first
-        second = run_until_hang(_demo(killed, "--resume"), "hang:0:2", timeout=600)
+        second = run_until_hang(_demo(killed, "--resume", str(killed)), "hang:0:2", timeout=600)
         assert "data already complete" in second and "demo: instance ..." in second, second
-        last = run_command(_demo(killed, "--resume"), timeout=600)
+        last = run_command(_demo(killed, "--resume", str(killed)), timeout=600)
         assert last.returncode == 0, last.stdout
         result = done.result()
     assert result.returncode == 0, result.stdout
@@ -139,7 +139,7 @@ def test_demo_resumed_after_kills_matches_straight_run(runs: dict[str, Path]) ->
     for path in [f"example/{name}.txt", *(f"example/pred_mask/{m}" for m in masks)]:
         assert (runs["straight"] / path).read_bytes() == (runs["killed"] / path).read_bytes()
     # resuming a finished demo redoes nothing and reports the same
-    again = run_command(_demo(runs["killed"], "--resume"), timeout=300)
+    again = run_command(_demo(runs["killed"], "--resume", str(runs["killed"])), timeout=300)
     assert again.returncode == 0, again.stdout
     assert again.stdout.count("already complete, skipped") == 6, again.stdout
     assert _metrics(runs["killed"])[SEMANTICS[0]] == killed[SEMANTICS[0]]
@@ -161,7 +161,7 @@ def test_demo_refuses_an_existing_folder(runs: dict[str, Path]) -> None:
     assert refused.returncode == 2, refused.stdout
     assert "already exists; pass --resume" in refused.stdout
     assert "Traceback" not in refused.stdout
-    other = run_command(_demo(run, "--resume", "--max-iter", "6"), timeout=120)
+    other = run_command(_demo(run, "--resume", str(run), "--max-iter", "6"), timeout=120)
     assert other.returncode == 2 and "settings differ" in other.stdout, other.stdout
     assert _tree_digest(run) == before
 
@@ -170,7 +170,7 @@ def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     refused = run_command(_demo(tmp_path), timeout=120)
     assert refused.returncode == 2 and "already exists" in refused.stdout, refused.stdout
-    resumed = run_command(_demo(tmp_path, "--resume"), timeout=120)
+    resumed = run_command(_demo(tmp_path, "--resume", str(tmp_path)), timeout=120)
     assert resumed.returncode == 2 and "not a demo folder" in resumed.stdout, resumed.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 

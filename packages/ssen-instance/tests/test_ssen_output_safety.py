@@ -425,9 +425,9 @@ def test_demo_refuses_an_existing_demo(files, tmp_path) -> None:
     run = tmp_path / "demo"
     _earlier_demo(run)
     line = _refused(_demo(run), files, run)
-    assert line == (f"Error: {run}: already exists; pass --resume to continue that demo, "
+    assert line == (f"Error: {run}: already exists; pass --resume {run} to continue that demo, "
                     "--overwrite to start it again, or choose another --out")  # fmt: skip
-    line = _refused(_demo(run, "--resume", "--overwrite"), files, run)
+    line = _refused(_demo(run, "--resume", str(run), "--overwrite"), files, run)
     assert "pass one of them" in line
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -89,6 +90,12 @@ def bench_dataset(kind: str, scenes: int, workers: int) -> dict:
             "preprocess_files_per_s": len(names) / prep_s, "workers": workers}  # fmt: skip
 
 
+def _load() -> dict:
+    """The machine's state beside the figures: on a shared machine absolute times depend on it."""
+    one, five, _ = os.getloadavg()
+    return {"loadavg_1min": round(one, 2), "loadavg_5min": round(five, 2), "cpus": os.cpu_count()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", required=True, help="write results here")
@@ -108,7 +115,10 @@ def main() -> None:
         print(
             f"{r['kind']:<12}{r['scenes']:>10}{r['synth_scenes_per_s']:>10.2f}{r['preprocess_files_per_s']:>14.2f}"
         )
-    Path(args.json).write_text(json.dumps(results, indent=2))
+    results["load"] = _load()
+    results["quick"] = args.quick
+    # sorted keys, fixed indent: the layout never changes between runs (the README test reads it)
+    Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

@@ -124,10 +124,10 @@ def test_preprocess_refuses_a_non_empty_out(tmp_path, synth_raw):
     result = _data("preprocess", "scannet", synth_raw, out)
     assert result.returncode == 2
     assert error_line(result.stderr) == (
-        f"Error: {out}: folder is not empty (pass --overwrite to write it again, or --resume)"
+        f"Error: {out}: folder is not empty (pass --overwrite to write it again, or --resume {out})"
     )
     assert file_fingerprint(out) == before
-    result = _data("preprocess", "scannet", synth_raw, out, "--resume")  # not its own folder
+    result = _data("preprocess", "scannet", synth_raw, "--resume", out)  # not its own folder
     assert result.returncode == 2 and "only a folder written by" in error_line(result.stderr)
     assert file_fingerprint(out) == before
     result = _data("preprocess", "scannet", synth_raw, out, "--overwrite")
@@ -140,11 +140,32 @@ def test_preprocess_resume_keeps_finished_scenes(tmp_path, synth_raw):
     assert _data("preprocess", "scannet", synth_raw, out).returncode == 0
     scene = out / "train" / "scene0000_00.ply"
     mtime = scene.stat().st_mtime_ns
-    result = _data("preprocess", "scannet", synth_raw, out, "--resume")
+    result = _data("preprocess", "scannet", synth_raw, "--resume", out)
     assert result.returncode == 0 and "1 already done" in result.stdout
     assert scene.stat().st_mtime_ns == mtime
-    result = _data("preprocess", "s3dis", synth_raw, out, "--resume")
+    result = _data("preprocess", "scannet", synth_raw, out, "--resume", out)  # OUT repeated
+    assert result.returncode == 0 and "1 already done" in result.stdout
+    result = _data("preprocess", "s3dis", synth_raw, "--resume", out)
     assert result.returncode == 2  # no S3DIS rooms in RAW: refused before OUT is looked at
+    assert scene.stat().st_mtime_ns == mtime
+
+
+def test_preprocess_resume_forms_refused_in_one_line(tmp_path, synth_raw):
+    """The old bare flag, a RUN that differs from OUT, and neither OUT nor RUN: exit 2, one line."""
+    out = tmp_path / "prepared"
+    assert _data("preprocess", "scannet", synth_raw, out).returncode == 0
+    before = file_fingerprint(out)
+    bare = _data("preprocess", "scannet", synth_raw, out, "--resume")
+    assert bare.returncode == 2 and bare.stderr.count("\n") == 1, bare.stderr
+    assert error_line(bare.stderr).startswith(
+        "Error: Invalid value for '--resume': give the folder of the run to continue: --resume RUN"
+    )
+    other = _data("preprocess", "scannet", synth_raw, out, "--resume", tmp_path / "elsewhere")
+    assert other.returncode == 2 and other.stderr.count("\n") == 1, other.stderr
+    assert "name different folders" in error_line(other.stderr)
+    neither = _data("preprocess", "scannet", synth_raw)
+    assert neither.returncode == 2 and "missing OUT" in error_line(neither.stderr)
+    assert file_fingerprint(out) == before and not (tmp_path / "elsewhere").exists()
 
 
 def test_preprocess_checks_raw_before_making_out(tmp_path):

@@ -400,12 +400,15 @@ def child_main(args: argparse.Namespace) -> None:
         saved[f"{net}.grad.{k}"] = p.grad.numpy()
 
     np.savez(args.outputs, **saved)
+    tree = "this checkout" if loaded.is_relative_to(REPO) else "the base checkout"
     result = {
         "sections": sec.results,
         "vmhwm_mib": sec.peak_mib,
         "voxels": n,
         "kernel_map_pairs": int(saved["kernel_map_pairs"][0]),
-        "stseg_models_file": str(loaded),
+        # which tree was imported, without this machine's paths (results files are committed)
+        "stseg_models_file": Path(*loaded.parts[loaded.parts.index("packages") :]).as_posix(),
+        "stseg_models_tree": tree,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
@@ -551,8 +554,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         if created is not None:
             subprocess.run(["git", "worktree", "remove", "--force", str(created)], cwd=REPO)
             shutil.rmtree(created, ignore_errors=True)
-    report |= {"base": {"src": str(base), "commit": base_rev}}
-    report |= {"head": {"src": str(head), "commit": head_rev, "uncommitted_src": dirty}}
+    # the trees by role, not by this machine's paths (results files are committed)
+    base_src = "this checkout" if base.resolve() == REPO.resolve() else "a separate checkout"
+    head_src = "this checkout" if head.resolve() == REPO.resolve() else "a separate checkout"
+    report |= {"base": {"src": base_src, "commit": base_rev}}
+    report |= {"head": {"src": head_src, "commit": head_rev, "uncommitted_src": dirty}}
     write_json(args.json, report)
 
 

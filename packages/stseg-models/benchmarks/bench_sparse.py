@@ -30,6 +30,9 @@ threads and, before MinkowskiEngine is imported, OMP_NUM_THREADS and OPENBLAS_NU
 OpenMP loops and the OpenBLAS GEMMs it calls); the JSON records what was in effect. Outputs are
 checked against MinkowskiEngine's. `--memory-only` (and the full run) measures the network's peak
 memory per engine in a fresh subprocess. `--quick`: a smaller room, one repeat (about a minute).
+
+First, the small-input rows (`small_inputs.py`: 16, 1k and 10k points, SparseTensor creation +
+convolution forward + backward per iteration, engines interleaved); `--small-only` runs just those.
 """
 
 from __future__ import annotations
@@ -52,7 +55,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from small_inputs import bench_small, print_small
+
 import stseg_models.sparse as NATIVE
+from stseg_models.sparse.backend import import_minkowski
 
 FLOOR_ROWS = 2**18
 # glibc settings of `--heap retain`: no block mapped on its own, the heap never trimmed, so freed
@@ -692,6 +698,14 @@ def main() -> None:
     )
     parser.add_argument("--no-minkowski", action="store_true", help="native engine only")
     parser.add_argument(
+        "--small-only",
+        action="store_true",
+        help="only the small-input rows (16 / 1k / 10k points, small_inputs.py)",
+    )
+    parser.add_argument(
+        "--small-rounds", type=int, default=0, help="interleaved rounds per small row (default 30)"
+    )
+    parser.add_argument(
         "--heap",
         choices=["default", "retain"],
         default="default",
@@ -715,8 +729,6 @@ def main() -> None:
     me_error = None
     if not args.no_minkowski:
         try:
-            from stseg_models.sparse.backend import import_minkowski
-
             import_minkowski()
             engines.append("minkowski")
         except Exception as exc:
@@ -729,6 +741,20 @@ def main() -> None:
         engines.append("minkowski_blas1")
     from stseg_data.atomic import atomic_write
 
+    small_engines = {e: NATIVE if e == "native" else import_minkowski() for e in engines[:2]}
+    small = bench_small(small_engines, args.small_rounds or (10 if args.quick else 30))
+    print_small(small)
+    if args.small_only:
+        report = {
+            "threads": threads,
+            "torch": torch.__version__,
+            "load_average_at_end": os.getloadavg(),
+            "small_inputs": small,
+        }
+        with atomic_write(args.json, "w") as fh:
+            json.dump(report, fh, indent=2)
+        print(f"wrote {args.json}")
+        return
     if args.memory_only:
         mem = {e: network_memory(e, scale, args.threads) for e in engines}
         print(
@@ -762,8 +788,6 @@ def main() -> None:
         for engine in engines:
             if engine.startswith("minkowski") and device != "cpu":
                 continue  # the project's MinkowskiEngine build is CPU-only
-            from stseg_models.sparse.backend import import_minkowski
-
             me = NATIVE if engine == "native" else import_minkowski()
             if engine.startswith("minkowski"):
                 # as its users run it: OpenBLAS with as many threads as torch; then with one
@@ -812,6 +836,7 @@ def main() -> None:
         "floors": floors,
         "results": results,
         "max_relative_error_vs_minkowski": checks,
+        "small_inputs": small,
         "network_peak_rss_growth_mib": network_mem,
     }
     with atomic_write(args.json, "w") as fh:

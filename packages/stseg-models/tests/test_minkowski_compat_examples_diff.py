@@ -70,6 +70,7 @@ def int_cloud(dim: int, n: int, seed: int, extent: int = 7) -> tuple[torch.Tenso
 # --- ResNet14: float coordinates -------------------------------------------------------------------
 
 
+@pytest.mark.me_names("SparseTensor", "SparseTensorQuantizationMode")
 @pytest.mark.parametrize("dim", [3, 4])
 @pytest.mark.parametrize("mode", ["RANDOM_SUBSAMPLE", "UNWEIGHTED_AVERAGE", "UNWEIGHTED_SUM"])
 def test_float_coordinates_as_minkowski(dim: int, mode: str) -> None:
@@ -153,6 +154,7 @@ def minkowski_pairs_composed(field: object, fine: object, strided: object) -> to
     return by_row[field_map.long()]
 
 
+@pytest.mark.me_names("TensorField")
 @pytest.mark.parametrize("dim", [3, 4])
 @pytest.mark.parametrize("stride", [2, 4])
 def test_slice_of_strided_tensor_is_minkowski_pairs_composed(dim: int, stride: int) -> None:
@@ -188,6 +190,15 @@ def test_slice_of_strided_tensor_is_minkowski_pairs_composed(dim: int, stride: i
 # --- attributes MinkowskiEngine code reads --------------------------------------------------------
 
 
+@pytest.mark.me_names(
+    "MinkowskiGlobalPooling",
+    "MinkowskiGlobalAvgPooling",
+    "MinkowskiGlobalSumPooling",
+    "MinkowskiGlobalMaxPooling",
+    "MinkowskiConvolution",
+    "MinkowskiConvolutionTranspose",
+    "MinkowskiGenerativeConvolutionTranspose",
+)
 def test_global_pooling_default_modes_and_convolution_mode_as_minkowski() -> None:
     for cls in (
         "MinkowskiGlobalPooling",
@@ -219,6 +230,7 @@ GLOBAL_MODES = [
 ]
 
 
+@pytest.mark.me_names("MinkowskiGlobalPooling", "MinkowskiGlobalMaxPooling", "PoolingMode")
 @pytest.mark.parametrize("dim", [3, 4])
 @pytest.mark.parametrize("mode", GLOBAL_MODES)
 @pytest.mark.parametrize("cls", ["MinkowskiGlobalPooling", "MinkowskiGlobalMaxPooling"])
@@ -244,6 +256,7 @@ def test_global_pooling_mode_as_minkowski(dim: int, mode: str, cls: str) -> None
     torch.testing.assert_close(nleaf.grad, mleaf.grad, rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.me_names("MinkowskiGlobalMaxPooling")
 def test_global_max_pooling_gradient_of_one_scene() -> None:
     """With a single scene MinkowskiEngine 0.5.4's CPU global max pooling takes a per-channel
     argmax forward but its backward sends the gradient to other rows (any global max mode); the
@@ -263,6 +276,7 @@ def test_global_max_pooling_gradient_of_one_scene() -> None:
     assert not torch.equal(grads["mink"], expected)  # fails once MinkowskiEngine fixes it
 
 
+@pytest.mark.me_names("MinkowskiMaxPooling")
 @pytest.mark.parametrize("dim", [3, 4])
 def test_max_pooling_kernel_smaller_than_stride_as_minkowski(dim: int) -> None:
     """Kernel 3, stride 4: an output 4k made by inputs at 4k+2 or 4k+3 has no input in its window;

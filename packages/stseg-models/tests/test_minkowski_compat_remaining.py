@@ -58,6 +58,7 @@ def random_input(dim: int, channels: int, seed: int, n: int = 150, extent: int =
 
 
 # -- enums, KernelRegion ---------------------------------------------------------------------------
+@pytest.mark.me_names("MinkowskiAlgorithm")
 def test_minkowski_algorithm_members_and_values() -> None:
     native = {k: v.value for k, v in NATIVE.MinkowskiAlgorithm.__members__.items()}
     mink = {k: v.value for k, v in MINK.MinkowskiAlgorithm.__members__.items()}
@@ -75,6 +76,7 @@ KERNEL_CASES = [
 ]
 
 
+@pytest.mark.me_names("KernelRegion", "KernelGenerator", "get_kernel_volume", "RegionType")
 @pytest.mark.parametrize(("dim", "k", "stride", "dilation", "region"), KERNEL_CASES)
 def test_kernel_region(dim: int, k: int, stride: int, dilation: int, region: str) -> None:
     """Fields of the region and the kernel volume it stands for.
@@ -105,6 +107,14 @@ def test_kernel_region(dim: int, k: int, stride: int, dilation: int, region: str
 
 
 # -- global coordinate manager ---------------------------------------------------------------------
+@pytest.mark.me_names(
+    "SparseTensorOperationMode",
+    "set_sparse_tensor_operation_mode",
+    "sparse_tensor_operation_mode",
+    "global_coordinate_manager",
+    "set_global_coordinate_manager",
+    "clear_global_coordinate_manager",
+)
 @pytest.mark.parametrize("dim", [3, 4])
 def test_global_coordinate_manager_share_mode(dim: int) -> None:
     coords, feats = random_input(dim, 2, seed=1)
@@ -135,6 +145,9 @@ def test_global_coordinate_manager_share_mode(dim: int) -> None:
         assert me.global_coordinate_manager() is old_manager
 
 
+@pytest.mark.me_names(
+    "SparseTensorOperationMode", "sparse_tensor_operation_mode", "set_global_coordinate_manager"
+)
 def test_separate_mode_ignores_global_manager() -> None:
     coords, feats = random_input(3, 2, seed=2)
     for _, me in ENGINES:
@@ -151,6 +164,7 @@ def test_separate_mode_ignores_global_manager() -> None:
 
 
 # -- layers ----------------------------------------------------------------------------------------
+@pytest.mark.me_names("MinkowskiAdaptiveLogSoftmaxWithLoss")
 def test_adaptive_log_softmax_with_loss() -> None:
     """MinkowskiEngine wraps torch's module in the pointwise base, whose `forward(x)` calls it
     without a target: always a TypeError. The native layer takes `forward(x, target)` and
@@ -186,6 +200,7 @@ def test_adaptive_log_softmax_with_loss() -> None:
     assert rel_err(res["native"][3], res["mink"][3]) < REL
 
 
+@pytest.mark.me_names("MinkowskiSyncBatchNorm", "MinkowskiBatchNorm")
 @pytest.mark.parametrize("dim", [3, 4])
 def test_sync_batch_norm_single_process(dim: int) -> None:
     """Without a process group SyncBatchNorm is batch norm: train (batch stats, running stats
@@ -225,6 +240,7 @@ def test_sync_batch_norm_single_process(dim: int) -> None:
 
 
 # -- Function classes ------------------------------------------------------------------------------
+@pytest.mark.me_names("MinkowskiPruningFunction")
 @pytest.mark.parametrize("dim", [3, 4])
 def test_pruning_function(dim: int) -> None:
     coords, feats = random_input(dim, 3, seed=5)
@@ -251,6 +267,7 @@ def test_pruning_function(dim: int) -> None:
         assert_same_rows(res["native"][i], res["mink"][i])
 
 
+@pytest.mark.me_names("MinkowskiUnionFunction")
 @pytest.mark.parametrize("dim", [3, 4])
 def test_union_function(dim: int) -> None:
     ca, fa = random_input(dim, 3, seed=7)
@@ -275,6 +292,7 @@ def test_union_function(dim: int) -> None:
         assert_same_rows(res["native"][i], res["mink"][i])
 
 
+@pytest.mark.me_names("MinkowskiInterpolationFunction")
 @pytest.mark.parametrize("dim", [3, 4])
 def test_interpolation_function(dim: int) -> None:
     coords, feats = random_input(dim, 3, seed=9, n=400, extent=4)
@@ -317,6 +335,7 @@ def _network(me: Any) -> type:
     return Net
 
 
+@pytest.mark.me_names("MinkowskiNetwork")
 @pytest.mark.parametrize("dim", [3, 4])
 def test_minkowski_network(dim: int) -> None:
     coords, feats = random_input(dim, 2, seed=11)
@@ -345,6 +364,7 @@ def test_minkowski_network(dim: int) -> None:
     assert res["native"].init(xs["native"]) is None
 
 
+@pytest.mark.me_names("MinkowskiOps")
 def test_minkowski_ops_public_names() -> None:
     """Every public op of MinkowskiEngine's MinkowskiOps module is in the native one."""
 
@@ -363,6 +383,7 @@ def test_minkowski_ops_public_names() -> None:
         assert getattr(NATIVE.MinkowskiOps, n) is getattr(NATIVE, n)
 
 
+@pytest.mark.me_names("MinkowskiOps", "cat", "dense_coordinates")
 @pytest.mark.parametrize("dim", [3, 4])
 def test_minkowski_ops_cat_and_dense_coordinates(dim: int) -> None:
     coords, fa = random_input(dim, 2, seed=12)
@@ -381,6 +402,7 @@ def test_minkowski_ops_cat_and_dense_coordinates(dim: int) -> None:
 
 
 # -- diagnostics, version, allocator -------------------------------------------------------------
+@pytest.mark.me_names("print_diagnostics")
 def test_print_diagnostics(capsys: pytest.CaptureFixture[str]) -> None:
     """Both print a report and return None; MinkowskiEngine 0.5.4 runs `nvidia-smi`
     unconditionally, so without it (CPU machines) it raises FileNotFoundError."""
@@ -394,6 +416,7 @@ def test_print_diagnostics(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip()
 
 
+@pytest.mark.me_names("__version__")
 def test_version() -> None:
     """MinkowskiEngine reports 0.5.4; native reports it as a PEP 440 local version, 0.5.4+stseg."""
     assert MINK.__version__ == "0.5.4"
@@ -401,6 +424,7 @@ def test_version() -> None:
     assert public == MINK.__version__ and local == "stseg"
 
 
+@pytest.mark.me_names("set_memory_manager_backend", "GPUMemoryAllocatorType")
 def test_set_memory_manager_backend() -> None:
     """Accepted with MinkowskiEngine's enum values (a deprecation warning on both); no effect
     natively: a convolution gives the same result before and after."""

@@ -106,7 +106,7 @@ def test_out_of_memory_with_keep_going_is_recorded_per_file(tmp_path, weights, h
         tmp_path, inputs, "-w", weights, "--out", out, "--rotations", 4, "--keep-going"
     )
     assert result.returncode == 1, result.stderr
-    assert error_line(result.stderr) == "Error: predicted 1 of 2 scenes"
+    assert error_line(result.stderr) == "Error: predicted 1 of 2 scenes", result.stderr
     assert f"failed: {inputs / huge_scene.name}: 2000000 points" in result.stderr
     assert "out of memory while allocating" in result.stderr and "Traceback" not in result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["b_small_pred.ply"]
@@ -242,3 +242,33 @@ def test_other_runtime_errors_are_not_called_out_of_memory(weights, monkeypatch)
     with pytest.raises(RuntimeError) as info:
         seg.predict(np.zeros((5, 3)), np.zeros((5, 3)))
     assert info.value is bug
+
+
+def test_a_recorded_failure_keeps_no_frames_of_the_failed_scene():
+    # --keep-going keeps each failure's message; the scene's arrays must be freed with its frames
+    import gc
+    import weakref
+
+    from stseg_data.errors import StsegError
+    from stseg_models.predict_files import _without_frames
+
+    class Scene:
+        pass
+
+    def fail(scene: Scene) -> None:
+        try:
+            raise MemoryError("allocator")
+        except MemoryError as cause:
+            raise StsegError("out of memory") from cause
+
+    scene = Scene()
+    alive = weakref.ref(scene)
+    try:
+        fail(scene)
+    except StsegError as error:
+        kept = _without_frames(error)
+    del scene
+    gc.collect()
+    assert alive() is None
+    assert str(kept) == "out of memory" and kept.__traceback__ is None
+    assert kept.__cause__ is not None and kept.__cause__.__traceback__ is None

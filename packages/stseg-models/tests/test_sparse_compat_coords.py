@@ -92,6 +92,7 @@ def run_layer(
         assert torch.allclose(p_n.grad, p_m.grad, rtol=1e-9, atol=1e-12), pn
 
 
+@pytest.mark.me_names("MinkowskiGenerativeConvolutionTranspose")
 @pytest.mark.parametrize("dim", [3, 4])
 @pytest.mark.parametrize("kernel", [2, 3])
 def test_generative_transpose(dim: int, kernel: int) -> None:
@@ -106,6 +107,7 @@ def test_generative_transpose(dim: int, kernel: int) -> None:
     )
 
 
+@pytest.mark.me_names("MinkowskiConvolution")
 @pytest.mark.parametrize("dim", [3, 4])
 @pytest.mark.parametrize(("kernel", "stride"), [(2, 1), (3, 1), (2, 2), (3, 2)])
 def test_expand_coordinates_convolution(dim: int, kernel: int, stride: int) -> None:
@@ -119,6 +121,7 @@ def test_expand_coordinates_convolution(dim: int, kernel: int, stride: int) -> N
     )
 
 
+@pytest.mark.me_names("MinkowskiConvolutionTranspose")
 @pytest.mark.parametrize("dim", [3, 4])
 @pytest.mark.parametrize("kernel", [2, 3])
 def test_transpose_on_tensor_created_at_stride_two(dim: int, kernel: int) -> None:
@@ -133,6 +136,7 @@ def test_transpose_on_tensor_created_at_stride_two(dim: int, kernel: int) -> Non
     )
 
 
+@pytest.mark.me_names("MinkowskiPoolingTranspose")
 @pytest.mark.parametrize("dim", [3, 4])
 @pytest.mark.parametrize("expand", [False, True])
 def test_pooling_transpose_on_tensor_created_at_stride_two(dim: int, expand: bool) -> None:
@@ -147,6 +151,7 @@ def test_pooling_transpose_on_tensor_created_at_stride_two(dim: int, expand: boo
     )
 
 
+@pytest.mark.me_names("MinkowskiConvolutionTranspose", "CoordinateMapKey")
 def test_transpose_lands_on_the_default_key() -> None:
     """Any input id: the transposed output is the (finer stride, "") set when it exists."""
     got = {}
@@ -163,6 +168,7 @@ def test_transpose_lands_on_the_default_key() -> None:
     assert got[NATIVE] == got[MINK]
 
 
+@pytest.mark.me_names("MinkowskiConvolutionTranspose")
 def test_transpose_reuses_an_existing_finer_set() -> None:
     for me in (NATIVE, MINK):
         a = me.SparseTensor(torch.ones(3, 1), torch.IntTensor([[0, 0, 0], [0, 1, 1], [0, 3, 2]]))
@@ -176,6 +182,13 @@ def test_transpose_reuses_an_existing_finer_set() -> None:
         assert y.C.tolist() == a.C.tolist()
 
 
+@pytest.mark.me_names(
+    "MinkowskiConvolution",
+    "MinkowskiConvolutionTranspose",
+    "MinkowskiAvgPooling",
+    "MinkowskiSumPooling",
+    "MinkowskiMaxPooling",
+)
 @pytest.mark.parametrize("dim", [3, 4])
 @pytest.mark.parametrize("kind", ["conv", "conv_s2", "convtr", "avg", "sum", "max"])
 def test_explicit_output_coordinates(dim: int, kind: str) -> None:
@@ -205,6 +218,7 @@ def test_explicit_output_coordinates(dim: int, kind: str) -> None:
     assert outputs[NATIVE].C.tolist() == outputs[MINK].C.tolist()  # order defined: insert order
 
 
+@pytest.mark.me_names("SparseTensor", "MinkowskiInterpolation")
 @pytest.mark.parametrize("dim", [3, 4])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_interpolation(dim: int, stride: int) -> None:
@@ -237,6 +251,7 @@ def test_interpolation(dim: int, stride: int) -> None:
         assert imn.tolist() == imm.tolist() and omn.tolist() == omm.tolist()
 
 
+@pytest.mark.me_names("CoordinateManager")
 @pytest.mark.parametrize("dim", [3, 4])
 @pytest.mark.parametrize(
     ("kernel", "stride", "pool"), [(3, 1, False), (2, 2, False), (3, 2, False), (2, 2, True)]
@@ -263,6 +278,7 @@ def test_kernel_map_dict(dim: int, kernel: int, stride: int, pool: bool) -> None
     assert maps[(NATIVE, "dtype")] == maps[(MINK, "dtype")]
 
 
+@pytest.mark.me_names("SparseTensor", "CoordinateManager")
 def test_manager_maps_and_conversions() -> None:
     coords, feats = random_input(3, 70, stride=2)
     res = {}
@@ -300,6 +316,7 @@ def test_manager_maps_and_conversions() -> None:
             assert n[key] == k[key], key
 
 
+@pytest.mark.me_names("CoordinateManager", "CoordinateMapKey")
 def test_insert_and_map_and_keys() -> None:
     c = torch.IntTensor([[0, 5, 5], [0, 5, 5], [0, 1, 1], [1, 0, 0], [0, 1, 1]])
     out = {}
@@ -322,6 +339,7 @@ def test_insert_and_map_and_keys() -> None:
     assert out[(NATIVE, "union")] == out[(MINK, "union")]
 
 
+@pytest.mark.me_names("SparseTensor", "TensorField", "SparseTensorQuantizationMode")
 def test_tensor_field_sparse_slice_splat() -> None:
     g = torch.Generator().manual_seed(0)
     pts = torch.cat(
@@ -370,6 +388,13 @@ def test_tensor_field_sparse_slice_splat() -> None:
     assert torch.allclose(n["sliced"], k["sliced"]) and torch.allclose(n["back"], k["back"])
 
 
+@pytest.mark.me_names(
+    "SparseTensorOperationMode",
+    "set_sparse_tensor_operation_mode",
+    "sparse_tensor_operation_mode",
+    "global_coordinate_manager",
+    "clear_global_coordinate_manager",
+)
 def test_share_coordinate_manager() -> None:
     coords = torch.IntTensor([[0, 0, 0], [0, 1, 1]])
     for me in (NATIVE, MINK):

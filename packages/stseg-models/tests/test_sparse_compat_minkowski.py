@@ -99,6 +99,7 @@ CONV_CASES = [
 ]
 
 
+@pytest.mark.me_names("SparseTensor", "MinkowskiConvolution")
 @pytest.mark.parametrize(("dim", "k", "stride", "dilation"), CONV_CASES)
 def test_convolution(dim: int, k: int, stride: int, dilation: int) -> None:
     run_both(
@@ -111,6 +112,7 @@ def test_convolution(dim: int, k: int, stride: int, dilation: int) -> None:
     )
 
 
+@pytest.mark.me_names("MinkowskiConvolution", "KernelGenerator", "RegionType")
 def test_convolution_cross_region() -> None:
     def build(me: object) -> torch.nn.Module:
         gen = me.KernelGenerator(3, region_type=me.RegionType.HYPER_CROSS, dimension=3)  # type: ignore[attr-defined]
@@ -119,6 +121,7 @@ def test_convolution_cross_region() -> None:
     run_both(build, 3, 3, seed=3)
 
 
+@pytest.mark.me_names("MinkowskiConvolution")
 def test_hybrid_region_equals_a_sparse_hypercube_in_minkowski() -> None:
     """MinkowskiEngine 0.5.4 cannot build the 4D hybrid kernel (no HYBRID region, broken CUSTOM),
     so compare our hybrid convolution with its 3^4 hypercube whose extra offsets carry zero weight."""
@@ -140,6 +143,7 @@ def test_hybrid_region_equals_a_sparse_hypercube_in_minkowski() -> None:
     assert rel_err(y_native.F, y_mink.F[rows]) < REL
 
 
+@pytest.mark.me_names("MinkowskiConvolutionTranspose")
 @pytest.mark.parametrize(("dim", "k"), [(3, 2), (3, 3), (4, 2)])
 def test_transposed_convolution(dim: int, k: int) -> None:
     def prepare(me: object, x: object) -> object:
@@ -155,6 +159,7 @@ def test_transposed_convolution(dim: int, k: int) -> None:
     )
 
 
+@pytest.mark.me_names("MinkowskiMaxPooling", "MinkowskiAvgPooling", "MinkowskiSumPooling")
 @pytest.mark.parametrize(
     "kind", ["MinkowskiMaxPooling", "MinkowskiAvgPooling", "MinkowskiSumPooling"]
 )
@@ -163,6 +168,7 @@ def test_local_pooling(kind: str, dim: int, k: int, stride: int) -> None:
     run_both(lambda me: getattr(me, kind)(kernel_size=k, stride=stride, dimension=dim), dim, 3)
 
 
+@pytest.mark.me_names("MinkowskiPoolingTranspose")
 def test_pooling_transpose() -> None:
     def prepare(me: object, x: object) -> object:
         return me.MinkowskiAvgPooling(kernel_size=2, stride=2, dimension=3)(x)  # type: ignore[attr-defined]
@@ -175,6 +181,9 @@ def test_pooling_transpose() -> None:
     )
 
 
+@pytest.mark.me_names(
+    "MinkowskiGlobalAvgPooling", "MinkowskiGlobalMaxPooling", "MinkowskiGlobalSumPooling"
+)
 @pytest.mark.parametrize(
     "kind", ["MinkowskiGlobalAvgPooling", "MinkowskiGlobalMaxPooling", "MinkowskiGlobalSumPooling"]
 )
@@ -182,11 +191,21 @@ def test_global_pooling(kind: str) -> None:
     run_both(lambda me: getattr(me, kind)(), 3, 3)
 
 
+@pytest.mark.me_names("MinkowskiBatchNorm", "MinkowskiInstanceNorm")
 @pytest.mark.parametrize("kind", ["MinkowskiBatchNorm", "MinkowskiInstanceNorm"])
 def test_normalisation(kind: str) -> None:
     run_both(lambda me: getattr(me, kind)(3), 3, 3)
 
 
+@pytest.mark.me_names(
+    "MinkowskiReLU",
+    "MinkowskiLeakyReLU",
+    "MinkowskiELU",
+    "MinkowskiSELU",
+    "MinkowskiGELU",
+    "MinkowskiSigmoid",
+    "MinkowskiTanh",
+)
 @pytest.mark.parametrize(
     "kind",
     [
@@ -203,10 +222,37 @@ def test_nonlinearity(kind: str) -> None:
     run_both(lambda me: getattr(me, kind)(), 3, 3)
 
 
+# Non-linearities that take arguments (PReLU's weight is copied by run_both; Softmin and
+# LogSoftmax normalise over the channel dimension, as a user of a [N, C] feature matrix means).
+ARGUMENT_NONLINEARITIES = [
+    ("MinkowskiPReLU", {"num_parameters": 3, "init": 0.2}),
+    ("MinkowskiReLU6", {}),
+    ("MinkowskiSiLU", {}),
+    ("MinkowskiTanhshrink", {}),
+    ("MinkowskiSoftmin", {"dim": 1}),
+    ("MinkowskiLogSoftmax", {"dim": 1}),
+]
+
+
+@pytest.mark.me_names(
+    "MinkowskiPReLU",
+    "MinkowskiReLU6",
+    "MinkowskiSiLU",
+    "MinkowskiTanhshrink",
+    "MinkowskiSoftmin",
+    "MinkowskiLogSoftmax",
+)
+@pytest.mark.parametrize(("kind", "kwargs"), ARGUMENT_NONLINEARITIES)
+def test_nonlinearity_with_arguments(kind: str, kwargs: dict[str, object]) -> None:
+    run_both(lambda me: getattr(me, kind)(**kwargs), 3, 3)
+
+
+@pytest.mark.me_names("MinkowskiLinear")
 def test_linear() -> None:
     run_both(lambda me: me.MinkowskiLinear(3, 5), 3, 3)
 
 
+@pytest.mark.me_names("cat")
 def test_unet_block_with_cat() -> None:
     class Tiny(torch.nn.Module):
         def __init__(self, me: object) -> None:
@@ -224,6 +270,7 @@ def test_unet_block_with_cat() -> None:
     run_both(Tiny, 3, 3, seed=8)
 
 
+@pytest.mark.me_names("TensorField")
 def test_tensor_field_slice() -> None:
     g = torch.Generator().manual_seed(4)
     xyz = torch.cat(

@@ -113,6 +113,7 @@ def run_layer(
 
 
 # -- union and pruning ---------------------------------------------------------------------------
+@pytest.mark.me_names("MinkowskiUnion")
 @pytest.mark.parametrize(("dim", "count"), [(3, 2), (3, 3), (4, 2)])
 def test_union(dim: int, count: int) -> None:
     inputs = [random_input(dim, 3, seed=dim + i, n=150) for i in range(count)]
@@ -130,6 +131,7 @@ def test_union(dim: int, count: int) -> None:
     compare(outs, leaves)
 
 
+@pytest.mark.me_names("MinkowskiPruning")
 @pytest.mark.parametrize("dim", [3, 4])
 def test_pruning(dim: int) -> None:
     coords, feats = random_input(dim, 3, seed=dim)
@@ -149,6 +151,7 @@ def test_pruning(dim: int) -> None:
     compare(outs, leaves)
 
 
+@pytest.mark.me_names("MinkowskiPruning", "MinkowskiUnion")
 def test_layers_after_pruning() -> None:
     """A pruned coarse set feeds a convolution (maps built on the pruned set), a union with its
     parent, and a transposed convolution back onto the full fine set, as MinkowskiEngine's."""
@@ -171,6 +174,12 @@ def test_layers_after_pruning() -> None:
 
 
 # -- broadcast -----------------------------------------------------------------------------------
+@pytest.mark.me_names(
+    "MinkowskiBroadcastAddition",
+    "MinkowskiBroadcastMultiplication",
+    "MinkowskiBroadcast",
+    "MinkowskiBroadcastConcatenation",
+)
 @pytest.mark.parametrize("dim", [3, 4])
 @pytest.mark.parametrize(
     "layer",
@@ -192,6 +201,7 @@ def test_broadcast(dim: int, layer: str) -> None:
     compare(outs, leaves)
 
 
+@pytest.mark.me_names("MinkowskiBroadcastFunction", "BroadcastMode")
 def test_broadcast_function() -> None:
     coords, feats = random_input(3, 3, seed=5)
     for mode in ("ELEMENTWISE_ADDITON", "ELEMENTWISE_MULTIPLICATION"):
@@ -218,6 +228,7 @@ def test_broadcast_function() -> None:
 
 
 # -- channelwise convolution, norms, sinusoidal -------------------------------------------------
+@pytest.mark.me_names("MinkowskiChannelwiseConvolution")
 @pytest.mark.parametrize(
     ("dim", "k", "stride", "dilation"),
     [(3, 3, 1, 1), (3, 2, 2, 1), (3, 3, 2, 1), (3, 3, 1, 2), (4, 3, 1, 1), (4, 2, 2, 1)],
@@ -233,6 +244,7 @@ def test_channelwise_convolution(dim: int, k: int, stride: int, dilation: int) -
     )
 
 
+@pytest.mark.me_names("MinkowskiStableInstanceNorm")
 def test_stable_instance_norm_matches_instance_norm() -> None:
     """MinkowskiEngine 0.5.4's MinkowskiStableInstanceNorm.forward raises (it reads the 0.4
     attribute ``coords_key``), so its parameters are compared and its output with
@@ -255,6 +267,7 @@ def test_stable_instance_norm_matches_instance_norm() -> None:
         compare(outs, leaves)
 
 
+@pytest.mark.me_names("MinkowskiInstanceNormFunction")
 @pytest.mark.parametrize("dim", [3, 4])
 def test_instance_norm_function(dim: int) -> None:
     coords, feats = random_input(dim, 3, seed=dim)
@@ -272,11 +285,15 @@ def test_instance_norm_function(dim: int) -> None:
     compare(outs, leaves)
 
 
+@pytest.mark.me_names("MinkowskiSinusoidal")
 def test_sinusoidal() -> None:
     run_layer(lambda me: me.MinkowskiSinusoidal(3, 5), 3, 3)
 
 
 # -- stacks, reductions, functional ----------------------------------------------------------------
+@pytest.mark.me_names(
+    "MinkowskiStackCat", "MinkowskiStackSum", "MinkowskiStackMean", "MinkowskiStackVar"
+)
 @pytest.mark.parametrize(
     "stack", ["MinkowskiStackCat", "MinkowskiStackSum", "MinkowskiStackMean", "MinkowskiStackVar"]
 )
@@ -293,6 +310,7 @@ def test_stacks(stack: str) -> None:
     run_layer(build, 3, 3)
 
 
+@pytest.mark.me_names("sum", "mean", "var", "cat")
 @pytest.mark.parametrize("op", ["sum", "mean", "var", "cat"])
 def test_reductions(op: str) -> None:
     class Three(torch.nn.Module):
@@ -308,6 +326,7 @@ def test_reductions(op: str) -> None:
     run_layer(Three, 3, 3)
 
 
+@pytest.mark.me_names("MinkowskiFunctional")
 @pytest.mark.parametrize(
     ("fn", "args"),
     [("relu", ()), ("leaky_relu", (0.2,)), ("softmax", (1,)), ("log_softmax", (1,)),
@@ -326,6 +345,7 @@ def test_functional(fn: str, args: tuple) -> None:
     run_layer(Wrap, 3, 3)
 
 
+@pytest.mark.me_names("MinkowskiFunctional")
 def test_functional_losses() -> None:
     coords, feats = random_input(3, 4, seed=2)
     labels = torch.randint(0, 4, (len(coords),), generator=torch.Generator().manual_seed(1))
@@ -346,6 +366,7 @@ def test_functional_losses() -> None:
 
 
 # -- conversions (row-major order defined by MinkowskiEngine) ------------------------------------
+@pytest.mark.me_names("dense_coordinates", "to_sparse", "to_sparse_all", "MinkowskiToDenseTensor")
 @pytest.mark.parametrize("spatial", [(4, 3, 5), (3, 2, 3, 2)])
 def test_dense_conversions(spatial: tuple[int, ...]) -> None:
     g = torch.Generator().manual_seed(len(spatial))
@@ -369,6 +390,7 @@ def test_dense_conversions(spatial: tuple[int, ...]) -> None:
     assert torch.equal(results["native"][4], results["mink"][4])
 
 
+@pytest.mark.me_names("MinkowskiToSparseTensor", "MinkowskiToFeature")
 def test_to_sparse_tensor_and_to_feature_modules() -> None:
     g = torch.Generator().manual_seed(0)
     dense = torch.randn(2, 3, 5, 4, 3, generator=g) * (torch.rand(2, 1, 5, 4, 3, generator=g) < 0.4)
@@ -405,6 +427,7 @@ def _function_case(dim: int, build: Callable[[Any, Any], tuple[Any, Callable[...
     compare(outs, leaves)
 
 
+@pytest.mark.me_names("MinkowskiConvolutionFunction")
 @pytest.mark.parametrize(("dim", "k", "stride"), [(3, 3, 1), (3, 3, 2), (4, 2, 2)])
 def test_convolution_function(dim: int, k: int, stride: int) -> None:
     weight = torch.randn(k**dim, 3, 4, generator=torch.Generator().manual_seed(0)) * 0.2
@@ -419,6 +442,7 @@ def test_convolution_function(dim: int, k: int, stride: int) -> None:
     _function_case(dim, build)
 
 
+@pytest.mark.me_names("MinkowskiConvolutionTransposeFunction")
 @pytest.mark.parametrize("dim", [3, 4])
 def test_convolution_transpose_function(dim: int) -> None:
     weight = torch.randn(2**dim, 3, 4, generator=torch.Generator().manual_seed(0)) * 0.2
@@ -440,6 +464,7 @@ def test_convolution_transpose_function(dim: int) -> None:
     _function_case(dim, build)
 
 
+@pytest.mark.me_names("MinkowskiLocalPoolingFunction", "PoolingMode")
 @pytest.mark.parametrize("kind", ["LOCAL_MAX_POOLING", "LOCAL_AVG_POOLING", "LOCAL_SUM_POOLING"])
 @pytest.mark.parametrize(("dim", "k", "stride"), [(3, 3, 2), (4, 2, 2)])
 def test_local_pooling_function(kind: str, dim: int, k: int, stride: int) -> None:
@@ -452,6 +477,7 @@ def test_local_pooling_function(kind: str, dim: int, k: int, stride: int) -> Non
     _function_case(dim, build)
 
 
+@pytest.mark.me_names("MinkowskiLocalPoolingTransposeFunction", "PoolingMode")
 @pytest.mark.parametrize("kind", ["LOCAL_AVG_POOLING", "LOCAL_SUM_POOLING"])
 @pytest.mark.parametrize("dim", [3, 4])
 def test_local_pooling_transpose_function(kind: str, dim: int) -> None:
@@ -473,6 +499,7 @@ def test_local_pooling_transpose_function(kind: str, dim: int) -> None:
     _function_case(dim, build)
 
 
+@pytest.mark.me_names("MinkowskiGlobalPoolingFunction", "PoolingMode")
 @pytest.mark.parametrize("kind", ["SUM", "AVG", "MAX"])
 def test_global_pooling_function(kind: str) -> None:
     def build(me: Any, x: Any) -> tuple[Any, Callable[..., Any]]:
@@ -485,6 +512,12 @@ def test_global_pooling_function(kind: str) -> None:
     _function_case(3, build)
 
 
+@pytest.mark.me_names(
+    "MinkowskiDirectMaxPoolingFunction",
+    "MinkowskiSPMMFunction",
+    "MinkowskiSPMMAverageFunction",
+    "spmm",
+)
 def test_direct_max_pooling_and_spmm_functions() -> None:
     g = torch.Generator().manual_seed(3)
     in_map, out_map = (
@@ -511,6 +544,7 @@ def test_direct_max_pooling_and_spmm_functions() -> None:
 
 
 # -- modules -------------------------------------------------------------------------------------
+@pytest.mark.me_names("modules")
 @pytest.mark.parametrize("dim", [3, 4])
 def test_resnet_blocks(dim: int) -> None:
     import importlib
@@ -532,6 +566,7 @@ def test_resnet_blocks(dim: int) -> None:
     run_layer(bottleneck, dim, 4, dtype=torch.float64)
 
 
+@pytest.mark.me_names("modules")
 def test_se_layer() -> None:
     """MinkowskiEngine 0.5.4's SEBasicBlock / SEBottleneck cannot be built (they pass ``D=`` to
     blocks without that argument); its SELayer can."""

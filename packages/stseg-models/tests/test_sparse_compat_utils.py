@@ -56,6 +56,7 @@ def points(seed: int, n: int = 200, batched: bool = False, integer: bool = False
 FLAGS = [f for f in itertools.product([False, True], repeat=3) if f[0] or not f[1]]
 
 
+@pytest.mark.me_names("utils.sparse_quantize")
 @pytest.mark.parametrize("container", ["numpy", "torch"])
 @pytest.mark.parametrize("batched", [False, True])
 @pytest.mark.parametrize(
@@ -84,6 +85,7 @@ def test_sparse_quantize_equals_minkowski(
     )
 
 
+@pytest.mark.me_names("utils.sparse_quantize")
 @pytest.mark.parametrize("container", ["numpy", "torch"])
 @pytest.mark.parametrize("size", [None, 1, 0.1, 0.25, [0.1, 0.2, 0.3]], ids=str)
 def test_sparse_quantize_quantization_size_equals_minkowski(container: str, size: Any) -> None:
@@ -98,6 +100,7 @@ def test_sparse_quantize_quantization_size_equals_minkowski(container: str, size
     )
 
 
+@pytest.mark.me_names("utils.sparse_quantize")
 def test_label_of_a_mixed_voxel_equals_minkowski() -> None:
     coords = np.array([[0, 0, 0], [0, 0, 0], [1, 1, 1], [1, 1, 1], [1, 1, 1]], dtype=np.int32)
     labels = np.array([2, 3, 5, 5, 1], dtype=np.int32)
@@ -108,6 +111,7 @@ def test_label_of_a_mixed_voxel_equals_minkowski() -> None:
         )
 
 
+@pytest.mark.me_names("utils.unique_coordinate_map")
 @pytest.mark.parametrize("stride", [1, 2, [1, 2, 4]], ids=str)
 def test_unique_coordinate_map_equals_minkowski(stride: Any) -> None:
     coords = torch.from_numpy(points(5, batched=True, integer=True))
@@ -117,6 +121,7 @@ def test_unique_coordinate_map_equals_minkowski(stride: Any) -> None:
     )
 
 
+@pytest.mark.me_names("utils.fnv_hash_vec", "utils.ravel_hash_vec")
 @pytest.mark.parametrize("integer", [False, True])
 def test_hashes_equal_minkowski(integer: bool) -> None:
     rows = points(6, batched=True, integer=integer)
@@ -141,6 +146,13 @@ def batch_samples(seed: int) -> list:
     return out
 
 
+@pytest.mark.me_names(
+    "utils",
+    "utils.batched_coordinates",
+    "utils.sparse_collate",
+    "utils.batch_sparse_collate",
+    "utils.SparseCollation",
+)
 @pytest.mark.parametrize("dtype", [torch.int32, torch.float32])
 def test_collation_equals_minkowski(dtype: torch.dtype) -> None:
     data = batch_samples(7)
@@ -172,6 +184,7 @@ def test_collation_equals_minkowski(dtype: torch.dtype) -> None:
         )
 
 
+@pytest.mark.me_names("utils.kaiming_normal_")
 @pytest.mark.parametrize("shape", [(5, 7), (27, 4, 8), (8, 3, 5, 2)], ids=str)
 @pytest.mark.parametrize(
     "mode,nonlinearity,a",
@@ -200,6 +213,7 @@ def _summary_net(ME: Any) -> torch.nn.Module:
     )
 
 
+@pytest.mark.me_names("utils.summary")
 def test_summary_equals_minkowski(capsys: pytest.CaptureFixture) -> None:
     coords = torch.from_numpy(points(8, n=120, batched=True, integer=True))
     coords = torch.unique(coords, dim=0)
@@ -216,6 +230,7 @@ def test_summary_equals_minkowski(capsys: pytest.CaptureFixture) -> None:
     assert native_text == mink_text
 
 
+@pytest.mark.me_names("get_kernel_volume", "convert_region_type", "RegionType")
 def test_kernel_helpers_equal_minkowski() -> None:
     cube, cross = NATIVE.RegionType.HYPER_CUBE, NATIVE.RegionType.HYPER_CROSS
     m_cube, m_cross = MINK.RegionType.HYPER_CUBE, MINK.RegionType.HYPER_CROSS
@@ -248,6 +263,18 @@ def test_kernel_helpers_equal_minkowski() -> None:
     ) == MINK.get_kernel_volume(MINK.RegionType.CUSTOM, [3] * 3, custom, None, 3)
 
 
+@pytest.mark.me_names(
+    "convert_to_int_tensor",
+    "CoordinateMapType",
+    "GPUMemoryAllocatorType",
+    "BroadcastMode",
+    "set_gpu_allocator",
+    "CoordsManager",
+    "cuda_version",
+    "cudart_version",
+    "get_gpu_memory_info",
+    "is_cuda_available",
+)
 def test_conversions_enums_and_queries_equal_minkowski() -> None:
     for arg in (3, [1, 2, 3], (4, 5, 6), np.array([7, 8, 9]), torch.IntTensor([1, 1, 2])):
         assert_same(NATIVE.convert_to_int_tensor(arg, 3), MINK.convert_to_int_tensor(arg, 3))

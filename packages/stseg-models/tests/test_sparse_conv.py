@@ -277,6 +277,7 @@ def test_many_chunks_equal_one_chunk(monkeypatch: pytest.MonkeyPatch, stride: in
     )
     y.F.square().sum().backward()
     ref_out, ref_gf, ref_gw = y.F.detach(), feats.grad.clone(), conv.kernel.grad.clone()
+    monkeypatch.setattr(cf, "SMALL_PATCH_ELEMENTS", 0)  # chunked routes vs the small-map route
     monkeypatch.setattr(cf, "CPU_PAIR_ELEMENTS", 40)
     monkeypatch.setattr(cf, "GATHER_ELEMENTS", 24)
     monkeypatch.setattr(cf, "DIRECT_BUFFER_ELEMENTS", 40)
@@ -337,9 +338,14 @@ def _conv_grads(x: ME.SparseTensor, conv: ME.MinkowskiConvolution) -> tuple[torc
 
 
 @pytest.mark.parametrize(("k", "stride"), [(3, 1), (2, 2)])
-def test_backward_shortcuts_equal_reversed_map(k: int, stride: int) -> None:
+def test_backward_shortcuts_equal_reversed_map(
+    k: int, stride: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The mirror (same-set, symmetric) and direct (unique input rows) backward routes must give
     the gradients of the general route through the sorted reversed map."""
+    from stseg_models.sparse import conv_function
+
+    monkeypatch.setattr(conv_function, "SMALL_PATCH_ELEMENTS", 0)  # the routes of larger maps
     conv = ME.MinkowskiConvolution(3, 4, kernel_size=k, stride=stride, dimension=3).double()
     fast = _conv_grads(random_sparse(150, 3, 6, 3, seed=31), conv)
     x = random_sparse(150, 3, 6, 3, seed=31)
@@ -392,6 +398,7 @@ def test_patch_pass_equals_reduce_pass(monkeypatch: pytest.MonkeyPatch, dim: int
         return patch(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(cf, "_patch_pass", counted)
+    monkeypatch.setattr(cf, "SMALL_PATCH_ELEMENTS", 0)  # the routes of larger maps
 
     def run(min_fill: float, gather: int) -> list[torch.Tensor]:
         monkeypatch.setattr(cf, "PATCH_MIN_FILL", min_fill)
@@ -422,6 +429,7 @@ def test_patch_pass_gradcheck(monkeypatch: pytest.MonkeyPatch) -> None:
     import stseg_models.sparse.conv_function as cf
 
     monkeypatch.setattr(cf, "PATCH_MIN_FILL", 0.0)
+    monkeypatch.setattr(cf, "SMALL_PATCH_ELEMENTS", 0)  # the patch pass, not the small-map route
     x = random_sparse(14, 3, 3, 2, seed=7)
     manager, fine = x.coordinate_manager, x.coordinate_map_key
     coarse = manager.stride(fine, (2, 2, 2))

@@ -79,6 +79,7 @@ def test_isinstance_walk_finds_the_layers_of_a_network() -> None:
     ]
 
 
+@pytest.mark.me_names("MinkowskiModuleBase")
 @pytest.mark.minkowski
 def test_module_base_split_equals_minkowski_engine() -> None:
     mink = minkowski_or_skip(module_level=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -78,6 +79,12 @@ def _run(data: Path, out: Path, *, iters: int, voxel: float, threads: int, procs
     }
 
 
+def _load() -> dict:
+    """The machine's state beside the figures: on a shared machine absolute times depend on it."""
+    one, five, _ = os.getloadavg()
+    return {"loadavg_1min": round(one, 2), "loadavg_5min": round(five, 2), "cpus": os.cpu_count()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", required=True, help="write results here")
@@ -110,7 +117,9 @@ def main() -> None:
         "torch": str(torch.__version__),
         "rows": rows,
     }
-    Path(args.json).write_text(json.dumps(result, indent=2))
+    result["load"] = _load()
+    # sorted keys, fixed indent: the layout never changes between runs (the README test reads it)
+    Path(args.json).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def _scratch_clone(tmp: Path) -> Path:
     clone = tmp / "clone"
     clone.mkdir()
     shutil.copy(ROOT / "noxfile.py", clone / "noxfile.py")
-    for name in ("packages", "constraints", "requirements"):
+    for name in ("packages", "constraints", "requirements", "tools"):
         if (ROOT / name).exists():
             (clone / name).symlink_to(ROOT / name)
     return clone

@@ -6,10 +6,19 @@ import json
 import logging
 
 import click
+from click.core import ParameterSource
 
 from ssen_instance import __version__
+from stseg_data.cli_options import (
+    device_option,
+    out_option,
+    overwrite_option,
+    resume_option,
+    resumed_folder,
+    rotations_option,
+    threads_option,
+)
 from stseg_data.cli_support import StsegGroup
-from stseg_models.cli_threads import threads_option
 
 
 @click.group(cls=StsegGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,16 +32,17 @@ def _cluster_options(fn):
     options = [
         click.option("--strategy", type=click.Choice(["point", "voxel", "voxel_class", "cell"]),
                      default="cell", show_default=True, help="Clustering strategy (point = original SSEN)."),
-        click.option("--min-cluster-size", type=int, default=200, show_default=True),
-        click.option("--min-samples", type=int, default=None),
-        click.option("--cluster-epsilon", type=float, default=0.5, show_default=True,
-                     help="HDBSCAN cluster_selection_epsilon."),
+        click.option("--min-cluster-size", type=click.IntRange(min=2), default=200, show_default=True,
+                     help="HDBSCAN: points (voxels, cells) in the smallest instance."),
+        click.option("--min-samples", type=click.IntRange(min=1), default=None,
+                     help="HDBSCAN min_samples (default: --min-cluster-size)."),
+        click.option("--cluster-epsilon", type=float, default=0.0, show_default=True,
+                     help="HDBSCAN cluster_selection_epsilon (> 0 may fail under NumPy 2: scikit-learn #33219)."),
         click.option("--score", type=click.Choice(["vote_size", "vote", "vote_membership"]), default="vote_size",
                      show_default=True, help="Instance confidence: vote share, x log points (vote_size), or x HDBSCAN membership."),
-        click.option("--rotations", type=int, default=1, show_default=True,
-                     help="Semantic pass averaged over this many rotations about z."),
-        click.option("--device", default="cpu", show_default=True),
-        threads_option,
+        rotations_option,
+        device_option,
+        threads_option(),
     ]  # fmt: skip
     for option in reversed(options):
         fn = option(fn)
@@ -58,7 +68,7 @@ def _grouping(
               help="SSEN scene file or folder (a resumed run keeps its own unless given).")  # fmt: skip
 @click.option("--semantic-weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Semantic checkpoint to initialise the backbone from.")  # fmt: skip
-@click.option("--out", type=click.Path(), default=None, help="Run folder (must not exist).")
+@out_option("Run folder (must not exist).")
 @click.option("--recipe", type=click.Choice(["ssen", "synthetic-cpu"]), default=None,
               help="ssen (default): the original (Mink16UNet34C, 2 cm, Adam 1e-4, batch 8, 60k "
                    "iterations); synthetic-cpu: 20 CPU minutes on synthetic scenes (Res16UNet14F, "
@@ -72,9 +82,7 @@ def _grouping(
 @click.option("--voxel-size", type=float, default=None, help="Metres (recipe: 0.02).")
 @click.option("--gpus", type=int, default=0, help="Processes on GPUs (torch.distributed, NCCL).")
 @click.option("--procs", type=int, default=0, help="CPU processes (gloo).")
-@click.option("--resume", is_flag=False, flag_value="", default=None, metavar="[RUN]",
-              help="Continue RUN (or, bare, the run in --out) from its newest valid checkpoint, "
-                   "with its saved settings; options given now override them (e.g. --max-iter).")  # fmt: skip
+@resume_option
 @click.option("--restart-from-scratch", is_flag=True,
               help="With --resume: start over when no checkpoint of the run is valid.")  # fmt: skip
 def train(data, semantic_weights, out, recipe, model, embedding_dim, max_iter, batch_size, lr,
@@ -83,7 +91,7 @@ def train(data, semantic_weights, out, recipe, model, embedding_dim, max_iter, b
     from ssen_instance.train import command_config, train_instance
 
     config, resuming = command_config(
-        data=data, out=out, resume=resume, recipe=recipe, semantic_weights=semantic_weights,
+        data=data, out=None if out is None else str(out), resume=resume, recipe=recipe, semantic_weights=semantic_weights,
         embedding_dim=embedding_dim, model=model, max_iter=max_iter, batch_size=batch_size, lr=lr,
         save_freq=save_freq, voxel_size=voxel_size,
     )  # fmt: skip
@@ -96,12 +104,10 @@ def train(data, semantic_weights, out, recipe, model, embedding_dim, max_iter, b
 @click.argument("scenes", type=click.Path(exists=True))
 @click.option("--semantic-weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Semantic checkpoint (required unless --stored-semantic).")  # fmt: skip
-@click.option("--instance-weights", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", default="ssen-eval", show_default=True, type=click.Path(),
-              help="Folder for metrics.json and the predictions (a non-empty one is refused "
-                   "unless --overwrite).")  # fmt: skip
-@click.option("--overwrite", is_flag=True,
-              help="Write into a non-empty --out, replacing the files this evaluation writes.")  # fmt: skip
+@click.option("--instance-weights", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Embedding checkpoint (ssen-instance train).")  # fmt: skip
+@out_option("Folder for metrics.json and the predictions.", default="ssen-eval")
+@overwrite_option("Write into a non-empty --out, replacing the files this evaluation writes.")
 @click.option("--stored-semantic", is_flag=True,
               help="Use the scene files' predicted-semantic column instead of the semantic pass.")  # fmt: skip
 @_cluster_options
@@ -125,11 +131,12 @@ def evaluate(scenes, semantic_weights, instance_weights, out, overwrite, stored_
 
 @main.command()
 @click.argument("scene", type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", required=True, type=click.Path(), help="Output folder (benchmark format).")
-@click.option("--semantic-weights", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--instance-weights", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--overwrite", is_flag=True,
-              help="Replace this scene's earlier prediction in --out (its index and mask files).")  # fmt: skip
+@out_option("Output folder (benchmark format).", required=True)
+@click.option("--semantic-weights", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Semantic checkpoint (stseg-train).")  # fmt: skip
+@click.option("--instance-weights", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Embedding checkpoint (ssen-instance train).")  # fmt: skip
+@overwrite_option("Replace this scene's earlier prediction in --out (its index and mask files).")
 @_cluster_options
 def predict(scene, out, semantic_weights, instance_weights, overwrite, strategy, min_cluster_size,
             min_samples, cluster_epsilon, score, rotations, device) -> None:  # fmt: skip
@@ -155,8 +162,7 @@ def predict(scene, out, semantic_weights, instance_weights, overwrite, strategy,
 @click.argument("out", type=click.Path())
 @click.option("--semantic-weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Semantic checkpoint for the prediction column (default: ground truth).")  # fmt: skip
-@click.option("--overwrite", is_flag=True,
-              help="Write into a non-empty OUT, replacing the scene files made now.")  # fmt: skip
+@overwrite_option("Write into a non-empty OUT, replacing the scene files made now.")
 def preprocess(raw, out, semantic_weights, overwrite) -> None:
     """ScanNet raw scans (RAW/scans/<scene>/...) -> SSEN N x 9 scene files in OUT.
 
@@ -169,13 +175,10 @@ def preprocess(raw, out, semantic_weights, overwrite) -> None:
 
 
 @main.command()
-@click.option("--out", type=click.Path(), default="runs/demo-instance", show_default=True,
-              help="Demo folder (must be new or empty, unless --resume or --overwrite).")  # fmt: skip
-@click.option("--resume", is_flag=True,
-              help="Continue the demo in --out from the stage that was interrupted.")  # fmt: skip
-@click.option("--overwrite", is_flag=True,
-              help="Start the demo in --out again: the earlier demo's files there are removed "
-                   "(only a demo folder: one with demo.json).")  # fmt: skip
+@out_option("Demo folder (new or empty, unless --overwrite).", default="runs/demo-instance")
+@resume_option
+@overwrite_option("Start the demo in --out again: the earlier demo's files there are removed "
+                  "(only a demo folder: one with demo.json).")  # fmt: skip
 @click.option("--semantic-weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Reuse this semantic checkpoint instead of training the semantic main job.")  # fmt: skip
 @click.option("--rooms", type=int, default=None,
@@ -192,8 +195,7 @@ def preprocess(raw, out, semantic_weights, overwrite) -> None:
               help="Embedding checkpoint every N iterations (default: the recipe's).")  # fmt: skip
 @click.option("--strategy", type=click.Choice(["point", "voxel", "voxel_class", "cell"]),
               default=None, help="Clustering strategy (default cell).")  # fmt: skip
-@click.option("--threads", type=int, default=None,
-              help="Torch CPU threads (default: each recipe's); may change on --resume.")  # fmt: skip
+@threads_option(default="each recipe's; may change on --resume", expose=True)
 @click.option("--no-progress", is_flag=True,
               help="Log lines instead of progress bars (e.g. when the output goes to a file).")  # fmt: skip
 @click.option("--no-view", is_flag=True,
@@ -213,6 +215,8 @@ def demo(out, resume, overwrite, semantic_weights, rooms, semantic_max_iter, sem
         save_freq=save_freq, strategy=strategy, threads=threads,
         view=False if no_view else None, progress=False if no_progress else None,
     )  # fmt: skip
-    metrics = run_demo(out, given, resume=resume, overwrite=overwrite)
+    source = click.get_current_context().get_parameter_source("out")
+    out = resumed_folder(out, resume, "--out", out_given=source != ParameterSource.DEFAULT)
+    metrics = run_demo(out, given, resume=resume is not None, overwrite=overwrite)
     click.echo(format_summary(metrics))
     click.echo(f"metrics: {out}/metrics.json")

@@ -8,8 +8,6 @@ inference strategies (per point as the original, or the faster per voxel and per
 
 from __future__ import annotations
 
-import functools
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,34 +17,35 @@ from ssen_instance.errors import InstanceInputError
 from ssen_instance.instances import Instances
 
 IGNORE_LABEL = 255
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ClusterParams:
     """HDBSCAN parameters (SSEN defaults: minimum cluster size 200, a single cluster allowed).
 
-    `cluster_selection_epsilon` defaults to 0.5, half the push margin of the loss (instance means
-    are trained >= 1.0 apart): scikit-learn's HDBSCAN, when it selects the single root cluster,
-    labels only the points denser than its densest split (measured: exactly `min_cluster_size` of
-    a 400-point blob, the rest noise), while an epsilon keeps every point within it.
+    `cluster_selection_epsilon` defaults to 0, which is what every published figure measured:
+    on the 20 held-out synthetic rooms (demo run, `cell`) epsilon 0 gives AP 0.394 / 0.640 /
+    0.804, while a working epsilon 0.5 (the standalone `hdbscan` package, same parameters) merges
+    neighbouring objects (AP50 0.127) and 0.3 still costs AP50 0.46. An epsilon > 0 is passed to
+    scikit-learn as given; under NumPy 2 its epsilon search raises on most trees with several
+    clusters (scikit-learn issue #33219), which is reported as an error, not refitted.
 
-    What runs on real scenes is epsilon 0, though: with NumPy 2, scikit-learn's epsilon search
-    raises a TypeError on most trees with several clusters (scikit-learn issue #33219; seen with
-    scikit-learn 1.9.1 and NumPy 2.4), and `hdbscan_clusters` then fits again without it.
-    Measured on the 20 held-out synthetic rooms (demo run, `cell`): every room takes the
-    fallback, so an explicit epsilon 0 gives the same AP (0.394 / 0.640 / 0.804); with a working
-    epsilon search (the standalone `hdbscan` package, same parameters) 0.5 merges neighbouring
-    objects (AP50 0.127) and 0.3 still costs AP50 0.46. So the fallback is the better behaviour here, and epsilon only acts
-    where a scene holds one cluster.
+    Epsilon 0 leaves one case to us: when HDBSCAN keeps the whole set as a single cluster
+    (`allow_single_cluster`), scikit-learn labels only the points as dense as its densest one
+    (exactly `min_cluster_size` of a 400-point blob). `hdbscan_clusters` then gives the cluster
+    every point within `single_cluster_radius` of its labelled core's mean (see
+    `complete_single_cluster`); 0.5 is half the loss's push hinge (instance means are trained
+    >= 1.0 apart, points <= 0.1 from their mean), so no point nearer another trained instance's
+    mean joins. 0 keeps scikit-learn's labelling.
     """
 
     min_cluster_size: int = 200
     min_samples: int | None = None
-    cluster_selection_epsilon: float = 0.5
+    cluster_selection_epsilon: float = 0.0
     cluster_selection_method: str = "eom"
     allow_single_cluster: bool = True
     leaf_size: int = 40
+    single_cluster_radius: float = 0.5
 
     def __post_init__(self) -> None:
         if self.min_cluster_size < 2:
@@ -56,6 +55,10 @@ class ClusterParams:
         if not self.cluster_selection_epsilon >= 0.0:
             raise InstanceInputError(
                 f"cluster_selection_epsilon must be >= 0, got {self.cluster_selection_epsilon}"
+            )
+        if not self.single_cluster_radius >= 0.0:
+            raise InstanceInputError(
+                f"single_cluster_radius must be >= 0, got {self.single_cluster_radius}"
             )
         if self.cluster_selection_method not in ("eom", "leaf"):
             raise InstanceInputError(
@@ -83,7 +86,8 @@ def hdbscan_clusters(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cluster embeddings [N, D] -> (cluster ids int64 [N], -1 = noise; membership prob. [N]).
 
-    Fewer points than `min_cluster_size` (including none) gives all noise.
+    Fewer points than `min_cluster_size` (including none) gives all noise. A lone cluster is
+    completed by `complete_single_cluster` (epsilon 0 and `allow_single_cluster` only).
     """
     params = params or ClusterParams()
     emb = check_embeddings(embeddings)
@@ -91,25 +95,39 @@ def hdbscan_clusters(
     min_samples = params.min_samples or params.min_cluster_size
     if n < max(params.min_cluster_size, min_samples, 2):
         return np.full(n, -1, dtype=np.int64), np.zeros(n)
-    try:
-        return _fit(emb, params, params.cluster_selection_epsilon)
-    except TypeError:
-        # scikit-learn's epsilon search fails ("only 0-dimensional arrays can be converted") on
-        # most multi-cluster trees under NumPy 2 (scikit-learn #33219); without the epsilon the
-        # fit is well defined (see ClusterParams). Warned once per process, not per scene.
-        _warn_epsilon_fallback()
-        return _fit(emb, params, 0.0)
+    ids, prob = _fit(emb, params)
+    if params.allow_single_cluster and params.cluster_selection_epsilon == 0.0:
+        ids, prob = complete_single_cluster(emb, ids, prob, params.single_cluster_radius)
+    return ids, prob
 
 
-@functools.cache
-def _warn_epsilon_fallback() -> None:
-    log.warning(
-        "scikit-learn's HDBSCAN epsilon search failed (scikit-learn issue #33219); clustering "
-        "without cluster_selection_epsilon wherever it does (logged once)"
-    )
+def complete_single_cluster(
+    emb: np.ndarray, ids: np.ndarray, prob: np.ndarray, radius: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Give a lone HDBSCAN cluster its points within `radius` of its labelled core's mean.
+
+    Only when `ids` hold exactly one cluster: with EOM or leaf selection that is the root (any
+    split of the tree yields at least two selected clusters), which scikit-learn labels down to
+    its densest points. The labelled points (the core) keep their labels and probabilities;
+    each added point at distance d from the core's mean gets membership min(1, r_core / d), r_core
+    the core's largest distance (HDBSCAN's own membership is a density ratio, density ~ 1/d).
+    More than one cluster, or none, is returned unchanged.
+    """
+    labelled = ids >= 0
+    if radius == 0.0 or not labelled.any() or np.unique(ids[labelled]).size != 1:
+        return ids, prob
+    centre = emb[labelled].mean(axis=0)
+    dist = np.linalg.norm(emb - centre, axis=1)
+    added = ~labelled & (dist <= radius)
+    ids, prob = ids.copy(), prob.copy()
+    ids[added] = ids[labelled][0]
+    core_reach = dist[labelled].max()
+    prob[added] = np.minimum(1.0, core_reach / np.maximum(dist[added], 1e-12))
+    return ids, prob
 
 
-def _fit(emb: np.ndarray, params: ClusterParams, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+def _fit(emb: np.ndarray, params: ClusterParams) -> tuple[np.ndarray, np.ndarray]:
+    epsilon = params.cluster_selection_epsilon
     model = HDBSCAN(
         min_cluster_size=params.min_cluster_size,
         min_samples=params.min_samples,
@@ -119,7 +137,16 @@ def _fit(emb: np.ndarray, params: ClusterParams, epsilon: float) -> tuple[np.nda
         leaf_size=params.leaf_size,
         copy=True,
     )
-    model.fit(emb)
+    try:
+        model.fit(emb)
+    except TypeError as error:
+        if epsilon == 0.0:
+            raise
+        # No refit with another epsilon: that would report figures of settings not asked for.
+        raise InstanceInputError(
+            f"cluster_selection_epsilon {epsilon:g}: scikit-learn's HDBSCAN epsilon search "
+            f"failed ({error}; scikit-learn issue #33219, NumPy 2); use epsilon 0, the default"
+        ) from None
     return model.labels_.astype(np.int64), model.probabilities_.astype(np.float64)
 
 

@@ -38,7 +38,7 @@ from ssen_instance.errors import InstanceInputError
 from stseg_data.atomic import atomic_write
 
 if TYPE_CHECKING:
-    from stseg_train.config import TrainConfig
+    from stseg_train import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class StageLedger:
 
 def semantic_config(run: Path, settings: DemoSettings) -> TrainConfig:
     """The semantic main job's resolved config for this demo (also fixes the rooms and seed)."""
-    from stseg_train.config import resolve_config
+    from stseg_train import resolve_config
 
     config = resolve_config(
         "synthetic", options={"out": str(run / "semantic")}, sets=_sets(settings)
@@ -97,7 +97,7 @@ def _sets(settings: DemoSettings) -> list[str]:
 
 def stage_data(run: Path, settings: DemoSettings) -> dict[str, Any]:
     """Stage 1: the synthetic rooms (regenerated if an earlier invocation was interrupted)."""
-    from stseg_train.synthetic import make_synthetic_dataset
+    from stseg_train import make_synthetic_dataset
 
     config = semantic_config(run, settings)
     scenes = config.synthetic_train_scenes + config.synthetic_val_scenes
@@ -120,8 +120,7 @@ def stage_semantic(run: Path, settings: DemoSettings) -> dict[str, Any]:
     """Stage 2: the semantic main job (resumed from its checkpoint), or the given checkpoint."""
     if settings.semantic_weights:
         return {"weights": settings.semantic_weights, "trained": False}
-    from stseg_train.launch import train_command
-    from stseg_train.run import CONFIG_NAME
+    from stseg_train import CONFIG_NAME, train_command
 
     out = run / "semantic"
     resuming = (out / CONFIG_NAME).is_file()
@@ -170,7 +169,7 @@ def stage_preprocess(run: Path, settings: DemoSettings, weights: str) -> dict[st
 def stage_instance(run: Path, settings: DemoSettings, weights: str) -> dict[str, Any]:
     """Stage 4: the embedding network with the recipe (resumed from its checkpoint)."""
     from ssen_instance.train import resume_config, ssen_config, train_instance
-    from stseg_train.run import CONFIG_NAME
+    from stseg_train import CONFIG_NAME
 
     out = run / "instance"
     overrides: dict[str, Any] = {

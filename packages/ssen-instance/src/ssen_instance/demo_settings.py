@@ -68,7 +68,7 @@ def open_demo_dir(
         existing = run.exists() and (not run.is_dir() or any(run.iterdir()))
         if existing and not overwrite:
             raise InstanceInputError(
-                f"{run}: already exists; pass --resume to continue that demo, --overwrite to "
+                f"{run}: already exists; pass --resume {run} to continue that demo, --overwrite to "
                 "start it again, or choose another --out"
             )
         if existing and not saved_path.is_file():

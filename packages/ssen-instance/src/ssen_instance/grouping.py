@@ -13,13 +13,14 @@ Three strategies, all dropping voxels predicted as wall / floor (or ignore) firs
   by the mean points per cell), each voxel takes its cell's cluster, and the class is the
   majority vote of the points, as in `point`.
 Per-class runs (`voxel_class`) are fast but split the data into many one-object sets, where
-HDBSCAN's single-cluster labelling depends on `cluster_selection_epsilon`; the benchmark shows
-the AP it loses on loose embeddings.
+HDBSCAN returns a lone cluster labelled down to its densest points; `hdbscan_clusters` completes
+it (`ssen_instance.cluster.complete_single_cluster`), and the benchmark shows the AP the split
+still loses on loose embeddings.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -86,14 +87,8 @@ def _scaled(params: ClusterParams, points_per_voxel: float) -> ClusterParams:
     samples = (
         None if params.min_samples is None else max(1, round(params.min_samples / points_per_voxel))
     )
-    return ClusterParams(
-        min_cluster_size=size,
-        min_samples=samples,
-        cluster_selection_epsilon=params.cluster_selection_epsilon,
-        cluster_selection_method=params.cluster_selection_method,
-        allow_single_cluster=params.allow_single_cluster,
-        leaf_size=params.leaf_size,
-    )
+    # Only the sizes scale (counts of points -> of voxels or cells); distances do not.
+    return replace(params, min_cluster_size=size, min_samples=samples)
 
 
 def _group_mean(group: np.ndarray, values: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:

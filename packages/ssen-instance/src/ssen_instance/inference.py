@@ -151,11 +151,11 @@ def embedding_pass(
             _batched(vox.coords[fg]).to(device),
             torch.from_numpy(features[fg]).to(device),
         )
-        out = out.float().cpu().numpy()
-        emb[fg] = out[:, :dim]
+        values = out.float().cpu().numpy()
+        emb[fg] = values[:, :dim]
         if has_head and background_head:
             # voxel_sem is already this function's own array (fancy indexing copies)
-            voxel_sem[np.flatnonzero(fg)[out[:, dim] > 0.0]] = IGNORE_LABEL
+            voxel_sem[np.flatnonzero(fg)[values[:, dim] > 0.0]] = IGNORE_LABEL
     return emb, voxel_sem, vox.inverse, vox.coords
 
 

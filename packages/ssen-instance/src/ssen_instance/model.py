@@ -149,6 +149,8 @@ def forward_sparse(model: nn.Module, coords: torch.Tensor, features: torch.Tenso
 
     Returns the output features [M, out] in the row order of `coords`.
     """
-    me: Any = model._me  # the sparse engine the model was built with (native or MinkowskiEngine)
+    # the sparse engine the model was built with (native or MinkowskiEngine); `model` may be the
+    # DistributedDataParallel wrapper stseg-train's trainer runs (its network is `.module`)
+    me: Any = getattr(model, "module", model)._me
     out = model(me.SparseTensor(features, coords))
     return out.F

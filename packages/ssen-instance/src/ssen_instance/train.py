@@ -1,10 +1,11 @@
 """`ssen-instance train`: the embedding network trained through stseg-train's trainer.
 
-stseg-train's `Trainer` brings checkpoints (atomic, hashed, retained), `--resume`, distribution
+stseg-train's trainer brings checkpoints (atomic, hashed, retained), `--resume`, distribution
 (`--gpus N`, torchrun), lockstep skipping of non-finite / out-of-memory steps, gradient clipping,
-schedules and logging. Its loss is cross-entropy, so `SsenTrainer` overrides the one method that
-computes the loss (`_forward_backward`) with the discriminative loss; everything else is reused
-unchanged, including the process body (`stseg_train.run.worker` with `trainer_class=SsenTrainer`).
+schedules and logging. SSEN plugs in through stseg-train's public task hooks only
+(`stseg_train.Components`): `forward` runs the embedding network, `loss` is the discriminative
+loss (`ssen_loss`, returning a `stseg_train.StepLoss`), `on_finish` writes `instance.pt`; the run
+is `stseg_train.train` with `ssen_components`.
 
 SSEN's recipe (`ssen`, the default): Adam at 1e-4, step schedule (x0.8 every 10k iterations),
 gradient-norm clip 0.5, batch 8, 2 cm voxels, Mink16UNet34C with an 8-D embedding head initialised
@@ -23,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,54 +42,57 @@ from ssen_instance.model import (
     save_instance_checkpoint,
 )
 from ssen_instance.scenes import list_scene_files
-from stseg_train.config import TrainConfig, validate
-from stseg_train.distributed import DistContext, check_gpus, launch
-from stseg_train.faults import inject_fault
-from stseg_train.run import CONFIG_NAME, load_run_config, open_run
-from stseg_train.run import worker as run_worker
-from stseg_train.runfolder import checkpoint_bytes_estimate
-from stseg_train.trainer import Components, Trainer, TrainState
+from stseg_train import (
+    CONFIG_NAME,
+    Components,
+    DistContext,
+    LossFn,
+    StepLoss,
+    TrainConfig,
+    TrainState,
+    check_gpus,
+    checkpoint_bytes_estimate,
+    load_run_config,
+    train,
+)
+from stseg_train import validate_config as validate
 
 log = logging.getLogger(__name__)
 TASK = "ssen-instance"
 
 
-class SsenTrainer(Trainer):
-    """stseg-train's Trainer with the discriminative loss on instance ids (batch['labels'])."""
+def ssen_loss(config: TrainConfig) -> LossFn:
+    """The discriminative loss on instance ids (batch['labels']), plus the background head's loss
+    when the network has one: stseg-train's public loss hook (`Components.loss`)."""
+    cfg = DiscriminativeLossConfig(**config.extra.get("loss", {}))
+    dim = config.num_classes
+    head = has_background_head(config)
+    weight = float(config.extra.get("background_weight", 1.0))
 
-    def fit(self, until: int | None = None) -> TrainState:
-        """Train as stseg-train does, then (rank 0) write the instance checkpoint that
-        `ssen-instance eval` / `predict` read."""
-        state = super().fit(until)
-        if self.ctx.is_main and until is None:
-            save_instance_checkpoint(
-                Path(self.config.out) / "instance.pt",
-                self.model,
-                voxel_size=self.config.voxel_size,
-                background_head=has_background_head(self.config),
-                extra={
-                    "loss": asdict(DiscriminativeLossConfig(**self.config.extra.get("loss", {})))
-                },
-            )
-        return state
-
-    def _forward_backward(self, batch: dict[str, Any]) -> tuple[float, int, int]:
-        instances = batch["labels"].to(self.device)
-        scene = batch["coords"][:, 0].to(self.device)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            outputs = self.parts.forward(self.model, batch).float()
-        cfg = DiscriminativeLossConfig(**self.config.extra.get("loss", {}))
-        dim = self.config.num_classes
+    def loss(outputs: torch.Tensor, batch: dict[str, Any]) -> StepLoss:
+        outputs = outputs.float()
+        instances = batch["labels"].to(outputs.device)
+        scene = batch["coords"][:, 0].to(outputs.device)
         out = discriminative_loss(outputs[:, :dim], instances, scene, cfg, check_finite=False)
         total = out["loss"]
-        if has_background_head(self.config):
-            weight = float(self.config.extra.get("background_weight", 1.0))
-            share = batch["background"].to(self.device)
+        if head:
+            share = batch["background"].to(outputs.device)
             total = total + weight * background_loss(outputs[:, dim], share)
-        loss: torch.Tensor = inject_fault("nan", self.ctx.rank, self.state.iteration, total)  # type: ignore[assignment]
-        self.scaler.scale(loss / self.config.iter_size).backward()
-        # "valid" = voxels with an instance; a batch without any is skipped as empty (no signal).
-        return float(loss.detach()), int((instances > 0).sum()), 0
+        # "valid" = voxels with an instance; a batch without any is skipped as empty (no signal)
+        return StepLoss(loss=total, valid=int((instances > 0).sum()))
+
+    return loss
+
+
+def _save_instance(model: torch.nn.Module, config: TrainConfig) -> None:
+    """Rank 0, at the end of the run: the instance checkpoint `ssen-instance eval` / `predict` read."""
+    save_instance_checkpoint(
+        Path(config.out) / "instance.pt",
+        model,
+        voxel_size=config.voxel_size,
+        background_head=has_background_head(config),
+        extra={"loss": asdict(DiscriminativeLossConfig(**config.extra.get("loss", {})))},
+    )
 
 
 def has_background_head(config: TrainConfig) -> bool:
@@ -124,13 +129,8 @@ def ssen_components(config: TrainConfig, ctx: DistContext) -> Components:
         ),
         collate=collate_batch,
         evaluate=None,
-    )
-
-
-def worker(config: TrainConfig, resume: bool, restart_from_scratch: bool = False) -> TrainState:
-    """One training process: stseg-train's process body with `SsenTrainer`."""
-    return run_worker(
-        config, ssen_components, resume, restart_from_scratch, trainer_class=SsenTrainer
+        loss=ssen_loss(config),
+        on_finish=partial(_save_instance, config=config),
     )
 
 
@@ -345,12 +345,15 @@ def train_instance(
         check_gpus(gpus)
     # stseg-train's run folder rules: checked before anything is written, locked while training
     # (a second --resume of the same run is refused), a refused new run leaves nothing behind
-    with open_run(config, resume=resume, checkpoint_bytes=checkpoint_bytes(config)):
-        nprocs = gpus or procs
-        if nprocs > 1 and "WORLD_SIZE" not in os.environ:
-            launch(worker, (config, resume, restart_from_scratch), nprocs)
-            return None
-        return worker(config, resume, restart_from_scratch)
+    return train(
+        config,
+        ssen_components,
+        resume=resume,
+        restart_from_scratch=restart_from_scratch,
+        gpus=gpus,
+        procs=procs,
+        checkpoint_bytes=checkpoint_bytes(config),
+    )
 
 
 def checkpoint_bytes(config: TrainConfig) -> int:

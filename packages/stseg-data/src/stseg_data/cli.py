@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from stseg_data import __version__
+from stseg_data.cli_options import overwrite_option, resume_option, resumed_folder
 from stseg_data.cli_support import StsegGroup
 
 KINDS = click.Choice(["scannet", "s3dis", "synthia4d"])
@@ -27,10 +28,8 @@ def main() -> None:
 @click.option(
     "--spacing", type=float, default=None, help="Vertex spacing (m; cm/100 for synthia4d)."
 )
-@click.option(
-    "--overwrite",
-    is_flag=True,
-    help="Replace an earlier synth output in OUT (only a folder synth wrote; never another).",
+@overwrite_option(
+    "Replace an earlier synth output in OUT (only a folder synth wrote, never another)."
 )
 def synth(
     kind: str, out: str, scenes: int, seed: int, frames: int, spacing: float | None, overwrite: bool
@@ -47,17 +46,28 @@ def synth(
 @main.command()
 @click.argument("kind", type=KINDS)
 @click.argument("raw", type=click.Path(file_okay=False))
-@click.argument("out", type=click.Path(file_okay=False))
-@click.option("--workers", default=1, show_default=True, help="Parallel processes.")
-@click.option("--overwrite", is_flag=True, help="Write every scene again into a non-empty OUT.")
+@click.argument("out", type=click.Path(file_okay=False), required=False)
 @click.option(
-    "--resume", is_flag=True, help="Continue an interrupted run into OUT, keeping finished scenes."
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Parallel processes.",
 )
-def preprocess(kind: str, raw: str, out: str, workers: int, overwrite: bool, resume: bool) -> None:
-    """Turn a raw KIND dataset in RAW into per-scene training PLY files under OUT (new or empty)."""
+@overwrite_option("Write every scene again into a non-empty OUT.")
+@resume_option
+def preprocess(
+    kind: str, raw: str, out: str | None, workers: int, overwrite: bool, resume: str | None
+) -> None:
+    """Turn a raw KIND dataset in RAW into per-scene training PLY files under OUT (new or empty).
+
+    `--resume OUT` (OUT then need not be repeated) continues an interrupted run, keeping the
+    scenes it finished.
+    """
     from stseg_data.preprocess import preprocess as run
 
-    report = run(kind, raw, out, workers, progress=True, overwrite=overwrite, resume=resume)
+    out = resumed_folder(out, resume, "OUT")
+    report = run(kind, raw, out, workers, progress=True, overwrite=overwrite, resume=bool(resume))
     click.echo(report.summary())
 
 

@@ -4,6 +4,9 @@
 packages' own errors (`stseg_data.errors.StsegError`) into one line on stderr and the error's exit
 code, instead of a traceback. Tracebacks appear only with `--debug`.
 
+Usage errors (a bad option value, a missing argument) are one line too, naming the command's
+`--help` instead of printing the usage block.
+
 Two failures of the machine rather than of the input also end as one line (exit 1): an `OSError`
 that escaped the library (a read-only folder, a full disk: the path and the errno are named) and
 running out of memory (Python's `MemoryError`, or PyTorch's CPU/CUDA allocator failing: the size
@@ -45,9 +48,17 @@ class StsegGroup(click.Group):
             )
         )
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as error:
+            raise _one_line(error) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as error:  # a subcommand's options are parsed in here
+            raise _one_line(error) from None
         except StsegError as error:
             if ctx.meta.get("stseg.debug"):
                 raise
@@ -63,6 +74,21 @@ class StsegGroup(click.Group):
                 raise
             click.echo(f"Error: {out_of_memory_line(error)}", err=True)
             sys.exit(1)
+
+
+class OneLineUsageError(click.UsageError):
+    """A usage error shown as one `Error: ...` line that names the command's --help."""
+
+    def show(self, file: Any = None) -> None:
+        hint = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        click.echo(f"Error: {self.format_message()}{hint}", err=file is None, file=file)
+
+
+def _one_line(error: click.UsageError) -> click.UsageError:
+    # NoArgsIsHelpError prints the help, which is what a bare command asks for
+    if isinstance(error, (OneLineUsageError, click.exceptions.NoArgsIsHelpError)):
+        return error
+    return OneLineUsageError(error.format_message(), error.ctx)
 
 
 def os_error_line(error: OSError) -> str:

@@ -192,7 +192,9 @@ def preprocess(
     if resume:
         _check_resumable(out, kind, raw)
     else:
-        refuse_existing(out, overwrite, hint="pass --overwrite to write it again, or --resume")
+        refuse_existing(
+            out, overwrite, hint=f"pass --overwrite to write it again, or --resume {out}"
+        )
     check_writable(out)
     for job in jobs:
         job.keep_existing = resume

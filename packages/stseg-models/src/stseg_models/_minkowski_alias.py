@@ -18,7 +18,14 @@ is found, installing applies the ``collections.Sequence`` shim it needs on Pytho
 * the other ``MinkowskiEngine.Minkowski*`` submodules of 0.5.4 (``MinkowskiOps``,
   ``MinkowskiSparseTensor``, ``MinkowskiCommon``...) -> a proxy module that looks names up in the
   native module holding them, then in `stseg_models.sparse`;
-* any other ``MinkowskiEngine.*`` name -> ModuleNotFoundError (nothing is loaded twice).
+* any other ``MinkowskiEngine.*`` name -> ModuleNotFoundError (nothing is loaded twice);
+* once ``import MinkowskiEngine`` gave the alias, those submodule names import top-level too
+  (``from MinkowskiOps import ...``, ``import utils``, ``from utils.gradcheck import ...``), as
+  MinkowskiEngine 0.5.4's ``sys.path.append(<package folder>)`` makes them: the same module object
+  as ``MinkowskiEngine.<name>``, served by a finder placed *last* on `sys.meta_path`, so -- as with
+  an appended path entry -- a user's own ``utils`` (or any module of that name found by the other
+  finders) always wins; only names MinkowskiEngine's folder holds are served, never the native
+  engine's other files (``common``, ``ops``, ``errors``...), which a real path entry would expose.
 """
 
 from __future__ import annotations
@@ -66,6 +73,12 @@ SUBMODULE_HOMES: dict[str, tuple[str, ...]] = {
     "diagnostics": ("stseg_models.sparse.diagnostics",),
     "sparse_matrix_functions": ("stseg_models.sparse.spmm",),
 }
+
+
+# What MinkowskiEngine 0.5.4's package folder holds, importable top-level after `import MinkowskiEngine`.
+TOPLEVEL = frozenset((*SUBPACKAGES, *SUBMODULE_HOMES))
+# MinkowskiEngine's compiled module, which its tests import directly
+BACKEND = ("MinkowskiEngineBackend", "MinkowskiEngineBackend._C")
 
 
 def _homes(modules: Sequence[str]) -> list[types.ModuleType]:
@@ -135,18 +148,44 @@ class _ForwardingLoader(importlib.abc.Loader):
         return None
 
 
-def real_minkowski_spec() -> importlib.machinery.ModuleSpec | None:
-    """Spec of a real MinkowskiEngine on this interpreter's path (nothing is imported), else None."""
+def _found_specs() -> list[importlib.machinery.ModuleSpec]:
+    found = []
     for finder in sys.meta_path:
-        if isinstance(finder, MinkowskiAliasFinder) or not hasattr(finder, "find_spec"):
+        if isinstance(finder, (MinkowskiAliasFinder, MinkowskiTopLevelFinder)) or not hasattr(
+            finder, "find_spec"
+        ):
             continue
         try:
             spec = finder.find_spec(ALIAS, None)
         except Exception:  # a third-party finder failing must not break the check
             continue
         if spec is not None:
-            return spec
-    return None
+            found.append(spec)
+    return found
+
+
+def _is_namespace(spec: importlib.machinery.ModuleSpec) -> bool:
+    """A folder without ``__init__.py`` (an empty or leftover ``MinkowskiEngine/``), not an install."""
+    return spec.origin in (None, "namespace") and spec.submodule_search_locations is not None
+
+
+def real_minkowski_spec() -> importlib.machinery.ModuleSpec | None:
+    """Spec of a real MinkowskiEngine on this interpreter's path (nothing is imported), else None.
+
+    A bare ``MinkowskiEngine/`` folder (no ``__init__.py``: Python would import it as an empty
+    namespace package) is not a real installation; `namespace_folders` names such folders.
+    """
+    return next((s for s in _found_specs() if not _is_namespace(s)), None)
+
+
+def namespace_folders() -> list[str]:
+    """``MinkowskiEngine/`` folders on the path that are not a package (no ``__init__.py``)."""
+    return [
+        str(folder)
+        for spec in _found_specs()
+        if _is_namespace(spec)
+        for folder in (spec.submodule_search_locations or [])
+    ]
 
 
 def alias_active() -> bool:
@@ -160,6 +199,18 @@ class MinkowskiAliasFinder(importlib.abc.MetaPathFinder):
     def find_spec(
         self, fullname: str, path: Any = None, target: Any = None
     ) -> importlib.machinery.ModuleSpec | None:
+        if fullname in BACKEND and alias_active():
+            # ``import MinkowskiEngineBackend._C``: names the native engine has (ConvolutionMode...);
+            # the C++ internals (quantize_np...) raise AttributeError naming the module
+            return importlib.util.spec_from_loader(
+                fullname, _ForwardingLoader((), package=fullname == BACKEND[0])
+            )
+        top = fullname.partition(".")[0]
+        if top in TOPLEVEL and "." in fullname and _toplevel_alias(top):
+            # a submodule of a top-level alias (``utils.gradcheck``): its MinkowskiEngine name
+            return importlib.util.spec_from_loader(
+                fullname, _ExistingModuleLoader(f"{ALIAS}.{fullname}")
+            )
         if fullname == ALIAS:
             if real_minkowski_spec() is not None:
                 return None  # never shadow a real installation
@@ -199,6 +250,29 @@ class MinkowskiAliasFinder(importlib.abc.MetaPathFinder):
         )
 
 
+def _toplevel_alias(name: str) -> bool:
+    """True when ``sys.modules[name]`` is the alias's ``MinkowskiEngine.<name>`` (same object)."""
+    loaded = sys.modules.get(name)
+    return loaded is not None and loaded is sys.modules.get(f"{ALIAS}.{name}")
+
+
+class MinkowskiTopLevelFinder(importlib.abc.MetaPathFinder):
+    """Last on `sys.meta_path`: top-level ``MinkowskiOps``, ``utils``... once the alias is imported.
+
+    The stand-in for MinkowskiEngine 0.5.4's ``sys.path.append(<package folder>)``: asked only
+    after every other finder found nothing, and only for the names that folder holds.
+    """
+
+    def find_spec(
+        self, fullname: str, path: Any = None, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if path is not None or fullname not in TOPLEVEL or not alias_active():
+            return None
+        return importlib.util.spec_from_loader(
+            fullname, _ExistingModuleLoader(f"{ALIAS}.{fullname}")
+        )
+
+
 def collections_shim() -> None:
     """Alias ``collections.Sequence`` & co. (gone in Python 3.10), which MinkowskiEngine 0.5.4 uses.
 
@@ -221,11 +295,28 @@ def install() -> bool:
     """
     loaded = sys.modules.get(ALIAS)
     if loaded is not None and not isinstance(loaded, _ForwardingModule):
-        return False
+        if getattr(loaded, "__file__", None) is not None:
+            return False
+        # an empty namespace package imported from a bare folder: not MinkowskiEngine, replace it
+        for name in [n for n in sys.modules if n == ALIAS or n.startswith(ALIAS + ".")]:
+            del sys.modules[name]
+        loaded = None
+    folders = namespace_folders()
+    if folders and real_minkowski_spec() is None:
+        import warnings
+
+        warnings.warn(
+            f"ignoring {', '.join(folders)}: a MinkowskiEngine folder without __init__.py is not an "
+            "installation; `import MinkowskiEngine` gives the stseg alias",
+            UserWarning,
+            stacklevel=3,
+        )
     if not any(isinstance(f, MinkowskiAliasFinder) for f in sys.meta_path):
         # first, so that MinkowskiEngine.* submodules never reach the path finder (which would load
         # a second copy of a native file under the alias name)
         sys.meta_path.insert(0, MinkowskiAliasFinder())
+    if not any(isinstance(f, MinkowskiTopLevelFinder) for f in sys.meta_path):
+        sys.meta_path.append(MinkowskiTopLevelFinder())
     if loaded is None and real_minkowski_spec() is not None:
         collections_shim()
         return False
@@ -234,10 +325,17 @@ def install() -> bool:
 
 def uninstall() -> None:
     """Remove the finder and forget every aliased ``MinkowskiEngine*`` module (a real one stays)."""
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, MinkowskiAliasFinder)]
+    ours = (MinkowskiAliasFinder, MinkowskiTopLevelFinder)
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, ours)]
     if alias_active():
+        aliased = [n for n in sys.modules if n.partition(".")[0] in TOPLEVEL and _toplevel_alias(n)]
+        for name in aliased:
+            del sys.modules[name]
         for name in [n for n in sys.modules if n == ALIAS or n.startswith(ALIAS + ".")]:
             del sys.modules[name]
+        for name in BACKEND:
+            if isinstance(sys.modules.get(name), _ForwardingModule):
+                del sys.modules[name]
 
 
 def env_requested(environ: Any = None) -> bool:

@@ -6,9 +6,15 @@ from pathlib import Path
 
 import click
 
+from stseg_data.cli_options import (
+    device_option,
+    out_option,
+    overwrite_option,
+    rotations_option,
+    threads_option,
+)
 from stseg_data.cli_support import StsegGroup
 from stseg_models import __version__
-from stseg_models.cli_threads import threads_option
 
 
 @click.group(cls=StsegGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,8 +33,20 @@ def list_command() -> None:
 
 @main.command("describe")
 @click.argument("name")
-@click.option("--in-channels", type=int, default=3, show_default=True)
-@click.option("--out-channels", type=int, default=20, show_default=True)
+@click.option(
+    "--in-channels",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Input features per point (3: colour).",
+)
+@click.option(
+    "--out-channels",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Output classes.",
+)
 def describe_command(name: str, in_channels: int, out_channels: int) -> None:
     """Layout, blocks, channels and parameter count of network NAME."""
     from stseg_models.zoo import describe
@@ -57,12 +75,10 @@ def _parse_color(_ctx: click.Context, _param: click.Parameter, value: str | None
     type=click.Path(path_type=Path),
     help="Checkpoint (.pt/.pth/.safetensors).",
 )
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    default=Path("predictions"),
-    show_default=True,
+@out_option(
+    "Folder for <scene>_pred.ply (coloured, with labels) and the --format file.",
+    default="predictions",
+    dest="out_dir",
 )
 @click.option(
     "--format",
@@ -72,14 +88,8 @@ def _parse_color(_ctx: click.Context, _param: click.Parameter, value: str | None
     show_default=True,
     help="Per-point label file besides the coloured PLY (txt: ScanNet benchmark format).",
 )
-@click.option(
-    "--rotations",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Test-time rotations about the upright axis (logits averaged).",
-)
-@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@rotations_option
+@overwrite_option("Replace existing output files in --out.")
 @click.option(
     "--keep-going", is_flag=True, help="Go on after a failing scene; exit non-zero with a summary."
 )
@@ -89,9 +99,7 @@ def _parse_color(_ctx: click.Context, _param: click.Parameter, value: str | None
     default=None,
     help="Constant colour R,G,B for clouds without colour.",
 )
-@click.option(
-    "--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda:0."
-)
+@device_option
 @click.option(
     "--model", "model_name", default=None, help="Network name, for original model-zoo weights."
 )
@@ -101,7 +109,7 @@ def _parse_color(_ctx: click.Context, _param: click.Parameter, value: str | None
     default=None,
     help="Inference preset, for original model-zoo weights.",
 )
-@threads_option
+@threads_option()
 def predict_command(input_path: Path, weights: Path, out_dir: Path, fmt: str, rotations: int, overwrite: bool, keep_going: bool, fill_color, device: str, model_name: str | None, dataset: str | None) -> None:  # fmt: skip
     """Segment INPUT (a .ply file or a folder of them) with the checkpoint WEIGHTS."""
     from stseg_models.predict_files import PredictOptions, run_predict

@@ -159,6 +159,17 @@ def predict_file(seg: Segmenter, path: Path, opts: PredictOptions) -> list[Path]
     return outputs
 
 
+def _without_frames(error: StsegError) -> StsegError:
+    """`error` with the tracebacks of it and of its causes dropped, so their frames can be freed."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+    return error
+
+
 def predict_paths(
     inputs: Iterable[Path],
     seg: Segmenter,
@@ -176,7 +187,9 @@ def predict_paths(
         except StsegError as error:
             if not opts.keep_going:
                 raise
-            summary.failed[str(path)] = error
+            # the record keeps the message, not the failed scene: its traceback frames (and those of
+            # the errors it was raised from) hold that scene's arrays, e.g. after running out of memory
+            summary.failed[str(path)] = _without_frames(error)
         if on_done is not None:
             on_done()
     if summary.failed:

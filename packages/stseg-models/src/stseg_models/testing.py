@@ -27,3 +27,4 @@ def minkowski_or_skip(*, module_level: bool = True) -> ModuleType:
         import pytest
 
         pytest.skip(f"MinkowskiEngine not available: {exc}", allow_module_level=module_level)
+        raise  # not reached (pytest.skip raises); keeps the return type honest for mypy

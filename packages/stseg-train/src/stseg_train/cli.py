@@ -17,10 +17,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
+from stseg_data.cli_options import (
+    out_option,
+    overwrite_option,
+    resume_option,
+    rotations_option,
+    threads_option,
+)
 from stseg_data.cli_support import StsegGroup
 from stseg_train import __version__
 
@@ -41,14 +49,13 @@ def _training_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--procs", type=int, default=0, help="Train in N CPU processes (gloo)."),
         click.option("--weights", type=click.Path(), default=None,
                      help="Initial weights (ours or the original model zoo), loaded leniently."),
-        click.option("--resume", type=click.Path(), default=None,
-                     help="Continue the run in this folder from its newest valid checkpoint."),
+        resume_option,
         click.option("--restart-from-scratch", is_flag=True,
                      help="With --resume: start over when no checkpoint of the run is valid."),
         click.option("--max-iter", type=int, default=None, help="Optimizer steps in total."),
         click.option("--batch-size", type=int, default=None, help="Scenes per step per process."),
         click.option("--voxel-size", type=float, default=None, help="Voxel size (dataset units)."),
-        click.option("--out", type=click.Path(), default=None, help="Run folder (must not exist)."),
+        out_option("Run folder (must not exist; default runs/<command>)."),
         click.option("--config", "config_file", type=click.Path(), default=None,
                      help="YAML, TOML or JSON file of config keys."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -65,6 +72,8 @@ def _make_train_command(dataset: str) -> click.Command:
     def command(**kwargs: Any) -> None:
         from stseg_train.launch import train_command
 
+        if kwargs["out"] is not None:
+            kwargs["out"] = str(kwargs["out"])
         result = train_command(dataset, **kwargs)
         click.echo(json.dumps(result, indent=2))
 
@@ -86,14 +95,13 @@ for _dataset in ("scannet", "s3dis", "synthia4d", "synthetic"):
 @click.argument("target", type=click.Path())
 @click.option("--data", type=click.Path(), required=True, help="Preprocessed dataset folder.")
 @click.option("--split", default="val", show_default=True, help="Split list to evaluate.")
-@click.option("--rotations", type=int, default=1, show_default=True,
-              help="Average the predictions of N rotations about the upright axis.")  # fmt: skip
-@click.option("--out", type=click.Path(), default=None,
-              help="Folder for eval_<split>.json, or a .json file (default: eval_<split>.json in "
-                   "the run / beside the checkpoint; the run's own metrics.json is never touched).")  # fmt: skip
-@click.option("--overwrite", is_flag=True, help="Replace an existing eval_<split>.json.")
+@rotations_option
+@out_option("Folder for eval_<split>.json, or a .json file (default: eval_<split>.json in the run "
+            "/ beside the checkpoint; the run's own metrics.json is never touched).")  # fmt: skip
+@overwrite_option("Replace an existing eval_<split>.json.")
+@threads_option()
 def eval_command(
-    target: str, data: str, split: str, rotations: int, out: str | None, overwrite: bool
+    target: str, data: str, split: str, rotations: int, out: Path | None, overwrite: bool
 ) -> None:
     """Per-class IoU, mIoU, mean and overall accuracy of CHECKPOINT|RUN (voxels and points)."""
     from stseg_train.jobs import evaluate_checkpoint
@@ -108,15 +116,15 @@ def eval_command(
 @main.command(name="export-benchmark")
 @click.argument("target", type=click.Path())
 @click.option("--data", type=click.Path(), required=True, help="Preprocessed dataset folder.")
-@click.option("--out", type=click.Path(), required=True, help="Folder for <scene>.txt files.")
+@out_option("Folder for <scene>.txt files.", required=True)
 @click.option(
     "--split", default="test", show_default=True, help="Split (list or folder) to export."
 )
-@click.option("--rotations", type=int, default=1, show_default=True)
-@click.option("--overwrite", is_flag=True,
-              help="Write into a non-empty --out, replacing existing <scene>.txt files.")  # fmt: skip
+@rotations_option
+@overwrite_option("Write into a non-empty --out, replacing existing <scene>.txt files.")
+@threads_option()
 def export_benchmark_command(
-    target: str, data: str, out: str, split: str, rotations: int, overwrite: bool
+    target: str, data: str, out: Path, split: str, rotations: int, overwrite: bool
 ) -> None:
     """ScanNet semantic benchmark submission: one <scene>.txt of NYU40 ids per vertex."""
     from stseg_train.jobs import export_benchmark

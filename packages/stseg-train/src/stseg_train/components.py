@@ -20,7 +20,7 @@ import torch
 from stseg_data.dataset import make_collate_fn
 from stseg_train.config import TrainConfig
 from stseg_train.data import SceneSamples, split_items
-from stseg_train.distributed import DistContext
+from stseg_train.distributed import DistContext, unwrap_model
 from stseg_train.evaluate import class_names, evaluate_scenes
 from stseg_train.loss import class_weights
 from stseg_train.state import Components
@@ -33,7 +33,7 @@ def sparse_forward(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tenso
     """Logits [M, C] of a `stseg_models` network, row i for the batch's voxel i."""
     from stseg_models.inference import output_rows  # the engine may reorder rows (minkowski)
 
-    network: Any = model  # stseg_models networks carry their sparse engine as `_me`
+    network: Any = unwrap_model(model)  # stseg_models networks carry their sparse engine as `_me`
     me = network._me
     device = next(model.parameters()).device
     coords = batch["coords"].to(device)

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from stseg_train.errors import TrainInputError
+from stseg_train.extra_keys import validate_extra
 from stseg_train.heap import heap_mode
 
 if sys.version_info >= (3, 11):
@@ -395,19 +396,7 @@ def validate(config: TrainConfig) -> None:
         if not ok:
             raise TrainInputError(f"config: {message}")
     heap_mode(config.extra)
-    _validate_extra(config.extra)
-
-
-def _validate_extra(extra: dict[str, Any]) -> None:
-    """The `extra` keys the trainer reads as numbers or names."""
-    trim = extra.get("heap_trim_every", 1)
-    if isinstance(trim, bool) or not isinstance(trim, int) or trim < 0:
-        raise TrainInputError(
-            f"config: extra.heap_trim_every must be an integer >= 0 (0 = never), found {trim!r}"
-        )
-    device = extra.get("device", "auto")
-    if device not in ("auto", "cpu", "cuda"):
-        raise TrainInputError(f"config: extra.device must be auto, cpu or cuda, found {device!r}")
+    validate_extra(config.extra)
 
 
 def identity_hash(config: TrainConfig) -> str:

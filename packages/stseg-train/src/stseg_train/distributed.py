@@ -1,9 +1,17 @@
 """Process groups, launching, and the few collectives the trainer needs.
 
 Three ways to run: one process (no process group); `--gpus N` / `--procs N`, where `launch` spawns N
-local workers (NCCL on GPUs, gloo on CPU) on a free port; and `torchrun`, whose environment
-(`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR`, ...) `context_from_env` reads. Every process
-group has a timeout, so a dead peer becomes an error instead of a hang.
+local workers (NCCL on GPUs, gloo on CPU); and `torchrun` (one machine: `--standalone`; several:
+`--nnodes/--node-rank/--master-addr/--master-port`), whose environment (`RANK`, `WORLD_SIZE`,
+`LOCAL_RANK`, `MASTER_ADDR`, ...) `context_from_env` reads. Every process group has a timeout, so a
+dead peer becomes an error instead of a hang.
+
+The rendezvous of `launch` owns its port: the parent process starts the TCP store on port 0 (the
+kernel picks a free port and the store keeps it bound) and the workers join that store as clients,
+so no other program can take the port between choosing and binding it.
+
+Gradients are averaged by `torch.nn.parallel.DistributedDataParallel` (`wrap_model`): its
+backward all-reduces buckets of gradients while the rest of the backward still runs.
 """
 
 from __future__ import annotations
@@ -11,7 +19,6 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -51,11 +58,18 @@ class WorkerFailed(StsegError):
         self.exit_code = exit_code
 
 
-def free_port() -> int:
-    """A TCP port that was free a moment ago (bind to port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+STORE_PORT_ENV = "STSEG_TRAIN_STORE_PORT"  # set by `launch`: the parent's TCP store to join
+
+
+def rendezvous_store(timeout_s: float) -> dist.TCPStore:
+    """A TCP store server on a port the kernel picks (port 0) and the store keeps bound."""
+    return dist.TCPStore(
+        "127.0.0.1",
+        0,
+        is_master=True,
+        wait_for_workers=False,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    )
 
 
 def check_gpus(requested: int) -> None:
@@ -80,13 +94,20 @@ def context_from_env(timeout_s: float, prefer_cuda: bool) -> DistContext:
     if world > 1 and not dist.is_initialized():
         if _loopback_only():
             os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-        dist.init_process_group(
-            backend="nccl" if use_cuda else "gloo",
-            init_method="env://",
-            rank=rank,
-            world_size=world,
-            timeout=datetime.timedelta(seconds=timeout_s),
-        )
+        timeout = datetime.timedelta(seconds=timeout_s)
+        backend = "nccl" if use_cuda else "gloo"
+        store_port = os.environ.get(STORE_PORT_ENV)
+        if store_port:  # spawned by `launch`: join the parent's store
+            store = dist.TCPStore(
+                "127.0.0.1", int(store_port), world, is_master=False, timeout=timeout
+            )
+            dist.init_process_group(
+                backend=backend, store=store, rank=rank, world_size=world, timeout=timeout
+            )
+        else:  # torchrun (or any launcher setting MASTER_ADDR/MASTER_PORT)
+            dist.init_process_group(
+                backend=backend, init_method="env://", rank=rank, world_size=world, timeout=timeout
+            )
     return DistContext(rank=rank, world_size=world, local_rank=local, device=device)
 
 
@@ -112,6 +133,7 @@ def _spawned_worker(
         WORLD_SIZE=str(world),
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
+        **{STORE_PORT_ENV: str(port)},
     )
     try:
         fn(*args)
@@ -136,11 +158,16 @@ def _report(rank: int, message: str) -> None:
     print(f"Error (rank {rank}): {message}", file=sys.stderr, flush=True)
 
 
-def launch(fn: Callable[..., Any], args: Sequence[Any], nprocs: int) -> None:
-    """Run `fn(*args)` in `nprocs` fresh processes joined into one group; raise if any fails."""
+def launch(
+    fn: Callable[..., Any], args: Sequence[Any], nprocs: int, timeout_s: float = 600.0
+) -> None:
+    """Run `fn(*args)` in `nprocs` fresh processes joined into one group; raise if any fails.
+
+    The group meets at a TCP store this process holds for the whole run (`rendezvous_store`)."""
     import torch.multiprocessing as mp
 
-    port = free_port()
+    store = rendezvous_store(timeout_s)
+    port = int(store.port)
     root = logging.getLogger()
     log_level = root.getEffectiveLevel() if root.handlers else None
     try:
@@ -159,6 +186,8 @@ def launch(fn: Callable[..., Any], args: Sequence[Any], nprocs: int) -> None:
         raise TrainRuntimeError(
             f"worker {error.error_index} failed: {lines[-1] if lines else 'no message'}"
         ) from None
+    finally:
+        del store  # the port is released only once every worker has ended
 
 
 def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:
@@ -170,27 +199,28 @@ def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:
     return tensor.tolist()
 
 
-def average_gradients(params: Sequence[torch.nn.Parameter], ctx: DistContext) -> None:
-    """Replace every gradient by its mean over ranks (one flattened all-reduce)."""
+def wrap_model(module: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
+    """`module` itself in one process; otherwise a `DistributedDataParallel` of it.
+
+    Building the wrapper copies rank 0's parameters and buffers to every rank. Its backward
+    leaves every rank with the gradient averaged over ranks. `broadcast_buffers=False`: each rank's
+    batch norms keep their own running statistics, and a forward pass issues no collective, so a
+    rank whose forward fails (out of memory) can still meet the others at the next collective.
+    """
     if not ctx.distributed:
-        return
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= ctx.world_size
-    offset = 0
-    for p in params:
-        n = p.numel()
-        p.grad = flat[offset : offset + n].view_as(p).clone()
-        offset += n
+        return module
+    device_ids = [torch.device(ctx.device).index] if ctx.device.startswith("cuda") else None
+    return torch.nn.parallel.DistributedDataParallel(
+        module, device_ids=device_ids, broadcast_buffers=False
+    )
 
 
-def broadcast_module(module: torch.nn.Module, ctx: DistContext) -> None:
-    """Copy rank 0's parameters and buffers to every rank."""
-    if not ctx.distributed:
-        return
-    for tensor in list(module.parameters()) + list(module.buffers()):
-        dist.broadcast(tensor.data, src=0)
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The network inside a `DistributedDataParallel` wrapper (or `model` itself): for reading
+    attributes a forward function needs (a sparse engine, model arguments)."""
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        return model.module  # type: ignore[no-any-return]
+    return model
 
 
 def all_gather_objects(obj: Any, ctx: DistContext) -> list[Any]:

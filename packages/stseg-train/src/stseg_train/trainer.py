@@ -9,6 +9,7 @@ otherwise every rank skips the step together. Rank 0 logs, evaluates and writes 
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import json
 import logging
@@ -32,9 +33,8 @@ from stseg_train.distributed import (
     DistContext,
     all_gather_objects,
     all_reduce_sum,
-    average_gradients,
     barrier,
-    broadcast_module,
+    wrap_model,
 )
 from stseg_train.errors import NonFiniteError, TrainInputError, TrainRuntimeError
 from stseg_train.faults import inject_fault
@@ -44,41 +44,16 @@ from stseg_train.monitor import Monitor
 from stseg_train.optim import build_optimizer, build_scheduler
 from stseg_train.rng import capture_rng_state, restore_rng_state
 from stseg_train.state import Components, StepHook, TrainState
+from stseg_train.step_checks import grads_finite, is_single_voxel_norm, single_voxel_norm_error
 
 log = logging.getLogger(__name__)
 EXIT_PREEMPTED = 4
-
-
-def _is_single_voxel_norm(error: ValueError) -> bool:
-    """torch's batch norm refusing a single value per channel in training mode.
-
-    In a sparse U-Net that happens when a batch's scenes shrink to one voxel at the network's
-    coarsest level: scenes too small for the voxel size and the network's depth, not a bug to
-    show as a traceback.
-    """
-    return "Expected more than 1 value per channel" in str(error)
-
-
-def _single_voxel_norm_error(names: list[str], iteration: int) -> TrainInputError:
-    return TrainInputError(
-        f"iteration {iteration}: batch {', '.join(map(str, names))}: a batch norm got a single "
-        "voxel (the scenes shrink to one voxel at the network's coarsest level); use a smaller "
-        "--voxel-size, a larger --batch-size or larger scenes"
-    )
 
 
 class Preempted(TrainRuntimeError):
     """SIGTERM arrived; a checkpoint of the current step was written. Relaunch to continue."""
 
     exit_code = EXIT_PREEMPTED
-
-
-def _grads_finite(params: list[torch.nn.Parameter]) -> bool:
-    """No NaN or infinity in any gradient: one max-norm over all of them, one host read."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return True
-    return bool(torch.isfinite(torch.nn.utils.get_total_norm(grads, float("inf"))))
 
 
 class Trainer:
@@ -100,6 +75,9 @@ class Trainer:
         self.on_step = on_step
         self.device = torch.device(ctx.device)
         self.model = parts.model.to(self.device)
+        # what the forward runs: the model itself, or its DistributedDataParallel wrapper (which
+        # copies rank 0's parameters and buffers to every rank as it is built)
+        self.net = wrap_model(self.model, ctx)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.class_weights = (
             None if parts.class_weights is None else parts.class_weights.to(self.device)
@@ -238,46 +216,69 @@ class Trainer:
         return f"could not save {what}: {error}; {where}"
 
     # ---- one step -----------------------------------------------------------------------
-    def _forward_backward(self, batch: dict[str, Any]) -> tuple[float, int, int]:
-        labels = check_labels(batch["labels"], self.config, batch["names"]).to(self.device)
+    def _forward_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, int, int]:
+        """(loss, valid voxels, correct voxels) of one batch: `Components.loss`, or cross-entropy."""
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            logits = self.parts.forward(self.model, batch)
-        loss, n_valid, correct = batch_loss(logits, labels, self.config, self.class_weights)
+            outputs = self.parts.forward(self.net, batch)
+        if self.parts.loss is not None:
+            result = self.parts.loss(outputs, batch)
+            loss, n_valid, correct = result.loss, int(result.valid), int(result.correct)
+        else:
+            labels = check_labels(batch["labels"], self.config, batch["names"]).to(self.device)
+            loss, n_valid, correct = batch_loss(outputs, labels, self.config, self.class_weights)
         poisoned = inject_fault("nan", self.ctx.rank, self.state.iteration, loss)
-        loss = loss if poisoned is None else poisoned
-        self.scaler.scale(loss / self.config.iter_size).backward()
-        return float(loss.detach()), n_valid, correct
+        return (loss if poisoned is None else poisoned), n_valid, correct
+
+    def _no_sync(self) -> Any:
+        """Backward without the gradient all-reduce (every batch but the last of a step)."""
+        net: Any = self.net
+        return net.no_sync() if self.ctx.distributed else contextlib.nullcontext()
 
     def step(self, stream: BatchStream) -> dict[str, float]:
-        """One optimizer step over `iter_size` batches, skipped on every rank if any rank failed."""
+        """One optimizer step over `iter_size` batches, skipped on every rank if any rank failed.
+
+        Before each backward the ranks agree that every forward succeeded with a finite loss (one
+        small all-reduce): DistributedDataParallel's backward is a collective, so a rank must not
+        start it alone. Gradients come out averaged; a non-finite one is then non-finite on every
+        rank alike. All `iter_size` batches are read in any case, so the data order never shifts.
+        """
         config = self.config
-        loss_sum, n_valid, correct, oom = 0.0, 0, 0, 0.0
+        loss_sum, n_valid, correct, failed = 0.0, 0, 0, [0.0, 0.0]
         names: list[str] = []
         self.optimizer.zero_grad(set_to_none=True)
-        for _ in range(config.iter_size):
+        for micro in range(config.iter_size):
             batch = stream.next()
             names += list(batch["names"])
+            if any(failed):
+                continue
+            oom, loss = 0.0, None
             try:
                 inject_fault("oom", self.ctx.rank, self.state.iteration)
-                batch_loss, valid, right = self._forward_backward(batch)
+                loss, valid, right = self._forward_loss(batch)
             except ValueError as error:
-                if not _is_single_voxel_norm(error):
+                if not is_single_voxel_norm(error):
                     raise
-                raise _single_voxel_norm_error(batch["names"], self.state.iteration + 1) from None
+                raise single_voxel_norm_error(batch["names"], self.state.iteration + 1) from None
             except torch.OutOfMemoryError:
                 oom = 1.0
-                self.optimizer.zero_grad(set_to_none=True)
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
+            value = float(loss.detach()) if loss is not None else 0.0
+            nonfinite = 0.0 if oom or math.isfinite(value) else 1.0
+            failed = all_reduce_sum([nonfinite, oom], self.ctx)
+            if any(failed) or loss is None:
                 continue
-            loss_sum += batch_loss / config.iter_size
+            last = micro == config.iter_size - 1
+            with contextlib.nullcontext() if last else self._no_sync():
+                self.scaler.scale(loss / config.iter_size).backward()
+            loss_sum += value / config.iter_size
             n_valid += valid
             correct += right
-        finite = math.isfinite(loss_sum) and (self.use_amp or _grads_finite(self.params))
+        finite = not failed[0] and (self.use_amp or bool(failed[1]) or grads_finite(self.params))
         flags = [
-            0.0 if finite or oom else 1.0,
-            oom,
-            1.0 if (n_valid == 0 and not oom) else 0.0,
+            0.0 if finite else 1.0,
+            failed[1],
+            1.0 if (n_valid == 0 and not any(failed)) else 0.0,
             1.0 if self._stop_requested else 0.0,
             loss_sum if finite else 0.0,
             float(n_valid),
@@ -290,7 +291,6 @@ class Trainer:
             self._skip(bool(nonfinite), bool(any_oom), bool(empty), names)
         else:
             self._consecutive_nonfinite = 0
-            average_gradients(self.params, self.ctx)
             if self.use_amp:
                 self.scaler.unscale_(self.optimizer)
             if config.clip_grad_norm > 0:
@@ -389,8 +389,6 @@ class Trainer:
         """
         config = self.config
         stop_at = config.max_iter if until is None else min(until, config.max_iter)
-        if self.state.iteration == 0:
-            broadcast_module(self.model, self.ctx)
         stream = BatchStream(
             self.parts.train_set,
             self.parts.collate,
@@ -433,6 +431,8 @@ class Trainer:
             if self.state.iteration >= config.max_iter:
                 self.save("final")
                 self._write_metrics()
+                if self.ctx.is_main and self.parts.on_finish is not None:
+                    self.parts.on_finish(self.model)
         finally:
             uninstall()
             monitor.close()

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from stseg_data.cli_options import out_option, overwrite_option
 from stseg_data.cli_support import StsegGroup
 from stseg_viz import __version__
 from stseg_viz.coloring import COLOR_MODES
@@ -51,12 +52,15 @@ _ignore = click.option(
     "--ignore-label", type=int, default=IGNORE_LABEL, show_default=True,
     help="Label id meaning 'no label' (negative ids are always ignored).",
 )  # fmt: skip
-_view = click.option("--view", type=click.Choice(VIEWS), default="iso", show_default=True)
-_out = click.option("--out", type=_path, required=True, help="Output file.")
-_overwrite = click.option(
-    "--overwrite", is_flag=True, default=False,
-    help="Replace --out if it exists (without it an existing output is refused, exit 2).",
+_view = click.option(
+    "--view", type=click.Choice(VIEWS), default="iso", show_default=True,
+    help="Camera: iso (from above at an angle), top or front.",
 )  # fmt: skip
+_title = click.option(
+    "--title", default=None, help="Title above the picture (default: from the file name)."
+)
+_out = out_option("Output file.", required=True)
+_overwrite = overwrite_option("Replace --out if it exists.")
 _cutaway = click.option(
     "--cutaway/--no-cutaway", default=False, show_default=True,
     help="Hide the ceiling and the walls facing the camera (closed indoor rooms).",
@@ -115,8 +119,8 @@ def export(scene: Path, out: Path, overwrite: bool, **options: Any) -> None:
 @_ignore
 @_view
 @_cutaway
-@click.option("--legend/--no-legend", default=True, show_default=True)
-@click.option("--title", default=None, help="Title above the picture (default: file and mode).")
+@click.option("--legend/--no-legend", default=True, show_default=True, help="Class colour legend.")
+@_title
 @click.option(
     "--point-size", type=click.IntRange(1, 15), default=None, help="Pixels (default: auto)."
 )
@@ -140,7 +144,7 @@ def render(scene: Path, out: Path, overwrite: bool, **options: Any) -> None:
 @_ignore
 @_view
 @_cutaway
-@click.option("--title", default=None)
+@_title
 @_out
 @_overwrite
 def compare(pred: Path, gt: Path, out: Path, overwrite: bool, **options: Any) -> None:
@@ -163,8 +167,11 @@ def compare(pred: Path, gt: Path, out: Path, overwrite: bool, **options: Any) ->
 @_label_ids
 @_scene_label_ids
 @_ignore
-@click.option("--max-points", type=click.IntRange(min=1), default=500_000, show_default=True)
-@click.option("--title", default=None)
+@click.option(
+    "--max-points", type=click.IntRange(min=1), default=500_000, show_default=True,
+    help="Most points in the page (a larger scene is randomly subsampled).",
+)  # fmt: skip
+@click.option("--title", default=None, help="Page title (default: the scene's file name).")
 @_out
 @_overwrite
 def html(scene: Path, out: Path, overwrite: bool, **options: Any) -> None:
@@ -178,12 +185,10 @@ def html(scene: Path, out: Path, overwrite: bool, **options: Any) -> None:
 
 @main.command()
 @click.argument("metrics_file", metavar="METRICS_JSON", type=_path)
-@click.option("--out", type=_path, required=True, help="Output folder.")
-@click.option(
-    "--overwrite", is_flag=True, default=False,
-    help="Write into --out even if it holds files (confusion.png, iou.png, ... are replaced; "
-    "other files stay). Without it a non-empty folder is refused (exit 2).",
-)  # fmt: skip
+@out_option("Output folder.", required=True)
+@overwrite_option(
+    "Write into a non-empty --out (confusion.png, iou.png, ... are replaced; other files stay)."
+)
 def metrics(metrics_file: Path, out: Path, overwrite: bool) -> None:
     """Confusion matrix and per-class IoU / AP bar charts from METRICS_JSON into folder OUT."""
     check_folder_output(out, overwrite)

@@ -33,6 +33,7 @@ comes from the same gathers; nothing gathered is saved between forward and backw
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -46,6 +47,10 @@ GATHER_ELEMENTS = 2**20  # values gathered at once on CPU: 4 MiB, cache-resident
 DIRECT_BUFFER_ELEMENTS = 2**25  # a direct pass's offset-major buffer (output-sized) up to this
 PAIRS_PER_CHUNK = 2**20  # most pairs per reduce chunk, halved while over the pair budget
 PATCH_MIN_FILL = 0.25  # a patch pass multiplies empty slots too: only worth it when few are empty
+# a CPU map whose whole patch matrix [N_out, K * C_in] has at most this many values runs as one
+# gather and one GEMM each way (`_small_forward`): for tiny inputs each tensor operation's dispatch,
+# not arithmetic, is the cost (a 16-point 3x3 convolution: ~60 operations per pass before)
+SMALL_PATCH_ELEMENTS = 2**16
 
 
 def _on_cpu(tensor: torch.Tensor) -> bool:
@@ -247,6 +252,57 @@ def _patch_pass(
     return out
 
 
+def _is_small(feats: torch.Tensor, kmap: KernelMap) -> bool:
+    volume = kmap.num_out * kmap.kernel_volume * feats.shape[1]
+    return volume <= SMALL_PATCH_ELEMENTS and _on_cpu(feats)
+
+
+def _cast(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``tensor.to(dtype)`` without the dispatch when it already has it (``to`` returns it then
+    too): a few microseconds a call, a measurable part of a tiny convolution."""
+    return tensor if tensor.dtype == dtype else tensor.to(dtype)
+
+
+def _small_patch(feats: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+    """[N_out, K * C]: feats of each output row's K slots side by side, zeros where empty."""
+    padded = torch.cat([feats, feats.new_zeros((1, feats.shape[1]))])
+    return padded.index_select(0, kmap.patch_rows()).view(kmap.num_out, -1)
+
+
+def _is_pointwise(kmap: KernelMap) -> bool:
+    """A 1x1 map on one set (its identity is every pair): one dense matmul each way."""
+    return kmap.identity >= 0 and kmap.out_unique and kmap.in_unique
+
+
+def _small_forward(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+    """`conv_forward` of a small map: its patch matrix times the flattened kernel."""
+    return torch.mm(_small_patch(feats, kmap), weight.reshape(-1, weight.shape[2]))
+
+
+def _small_backward(
+    grad_out: torch.Tensor,
+    patch: torch.Tensor,
+    weight: torch.Tensor,
+    kmap: KernelMap,
+    need_feats: bool,
+    need_weight: bool,
+    weight_grad_dtype: torch.dtype | None,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """`conv_backward` of a small map given its forward patch matrix (`_small_patch`): two GEMMs,
+    the input gradient's slots summed into their rows."""
+    grad_weight = None
+    if need_weight:
+        grad_weight = torch.mm(patch.t(), grad_out).view(weight.shape)
+        grad_weight = _cast(grad_weight, weight_grad_dtype or weight.dtype)
+    grad_feats = None
+    if need_feats:
+        slots = torch.mm(grad_out, weight.reshape(-1, weight.shape[2]).t())
+        grad_feats = grad_out.new_zeros((kmap.num_in + 1, weight.shape[1]))
+        grad_feats.index_add_(0, kmap.patch_rows(), slots.view(-1, weight.shape[1]))
+        grad_feats = grad_feats[: kmap.num_in]
+    return grad_feats, grad_weight
+
+
 def _patch_worthwhile(kmap: KernelMap) -> bool:
     return kmap.in_unique and kmap.fill() >= PATCH_MIN_FILL
 
@@ -255,6 +311,8 @@ def conv_forward(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> 
     """out [N_out, C_out] = sum over pairs (i, o, k) of feats[i] @ weight[k] into row o; weight [K, C_in, C_out]."""
     if kmap.identity >= 0 and kmap.out_unique:
         return feats @ weight[kmap.identity]  # the identity is every pair there is (1x1 kernel)
+    if _is_small(feats, kmap):  # (the pointwise case returned above)
+        return _small_forward(feats, weight, kmap)
     if kmap.out_unique:
         out = _direct_pass(feats, weight, kmap, backward=False, need_out=True)
     elif _patch_worthwhile(kmap):
@@ -281,6 +339,11 @@ def conv_backward(
     `weight_grad_dtype` (default: the weight's) is the dtype the weight gradient is summed in.
     """
     grad_out = grad_out.contiguous()
+    if _is_small(feats, kmap) and not _is_pointwise(kmap):
+        patch = _small_patch(feats, kmap)
+        return _small_backward(
+            grad_out, patch, weight, kmap, need_feats, need_weight, weight_grad_dtype
+        )
     grad_weight = torch.zeros_like(weight, dtype=weight_grad_dtype) if need_weight else None
     identity = None
     if kmap.identity >= 0:
@@ -318,6 +381,13 @@ def compute_dtype(feats: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
     return torch.promote_types(feats.dtype, weight.dtype)
 
 
+def _autocast_off(device: str) -> AbstractContextManager[Any]:
+    """Autocast disabled inside the passes; no context switch at all when it is already off."""
+    if torch.is_autocast_enabled(device):
+        return torch.autocast(device, enabled=False)
+    return nullcontext()
+
+
 class SparseConvolutionFunction(torch.autograd.Function):
     """autograd wrapper: apply(feats [N_in, C_in], weight [K, C_in, C_out], kmap) -> [N_out, C_out].
 
@@ -332,10 +402,15 @@ class SparseConvolutionFunction(torch.autograd.Function):
     ) -> torch.Tensor:
         dtype = compute_dtype(feats, weight)
         ctx.dtypes = feats.dtype, weight.dtype
-        feats, weight = feats.contiguous().to(dtype), weight.to(dtype)
-        ctx.save_for_backward(feats, weight)
+        feats, weight = _cast(feats.contiguous(), dtype), _cast(weight, dtype)
         ctx.kmap = kmap
-        with torch.autocast(feats.device.type, enabled=False):
+        ctx.small = _is_small(feats, kmap) and not _is_pointwise(kmap)
+        with _autocast_off(feats.device.type):
+            if ctx.small:  # the patch matrix is all backward needs of feats: kept, not rebuilt
+                patch = _small_patch(feats, kmap)
+                ctx.save_for_backward(patch, weight)
+                return torch.mm(patch, weight.reshape(-1, weight.shape[2]))
+            ctx.save_for_backward(feats, weight)
             return conv_forward(feats, weight, kmap)
 
     @staticmethod
@@ -344,9 +419,11 @@ class SparseConvolutionFunction(torch.autograd.Function):
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         feats, weight = ctx.saved_tensors
         feats_dtype, weight_dtype = ctx.dtypes
-        with torch.autocast(feats.device.type, enabled=False):
-            gf, gw = conv_backward(
-                grad_out.to(weight.dtype),
+        with _autocast_off(feats.device.type):
+            # a small map saved its patch matrix in place of feats (same arguments otherwise)
+            backward = _small_backward if ctx.small else conv_backward
+            gf, gw = backward(
+                _cast(grad_out, weight.dtype),
                 feats,
                 weight,
                 ctx.kmap,
@@ -354,7 +431,7 @@ class SparseConvolutionFunction(torch.autograd.Function):
                 ctx.needs_input_grad[1],
                 weight_dtype,
             )
-        return (gf.to(feats_dtype) if gf is not None else None), gw, None
+        return (_cast(gf, feats_dtype) if gf is not None else None), gw, None
 
 
 def sparse_conv(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:

@@ -29,9 +29,10 @@ import torch
 
 from stseg_models.sparse.coordinate_queries import CoordinateQueries
 from stseg_models.sparse.errors import SparseInputError
-from stseg_models.sparse.hashing import floor_to_stride, unique_rows
+from stseg_models.sparse.hashing import SMALL_ROWS, floor_to_stride, unique_rows
 from stseg_models.sparse.kernel import KernelGenerator
 from stseg_models.sparse.kernel_map import KernelMap, build_kernel_map
+from stseg_models.sparse.small import small_strided_rows
 
 
 @dataclass(frozen=True)
@@ -204,9 +205,13 @@ class CoordinateManager(CoordinateQueries):
             return cached
         new_stride = tuple(a * b for a, b in zip(key.tensor_stride, step, strict=True))
         coords = self.get_coordinates(key)
-        floored = floor_to_stride(coords.long(), torch.tensor(new_stride, device=coords.device))
-        unique_index, _ = unique_rows(floored)
-        out = self.insert_unique(floored[unique_index], new_stride, string_id or key.string_id)
+        if 0 < coords.shape[0] <= SMALL_ROWS and coords.device.type == "cpu":
+            rows = small_strided_rows(coords, new_stride)  # a few rows: no tensor-op dispatch
+        else:
+            floored = floor_to_stride(coords.long(), torch.tensor(new_stride, device=coords.device))
+            unique_index, _ = unique_rows(floored)
+            rows = floored[unique_index]
+        out = self.insert_unique(rows, new_stride, string_id or key.string_id)
         self._strided[(key, step)] = out
         return out
 
@@ -305,16 +310,8 @@ class CoordinateManager(CoordinateQueries):
             if is_transpose:  # shares the forward map's index tensors (see `KernelMap.reversed`)
                 kmap = self.kernel_map_for(out_key, in_key, generator).transposed()
             else:
-                scale = torch.tensor(
-                    [
-                        a * b
-                        for a, b in zip(
-                            in_key.tensor_stride, generator.kernel_dilation, strict=True
-                        )
-                    ]
-                )
                 src_coords, dst_coords = self.get_coordinates(in_key), self.get_coordinates(out_key)
-                offsets = (generator.region_offsets * scale).to(src_coords.device)
+                offsets = generator.scaled_offsets(in_key.tensor_stride).to(src_coords.device)
                 kmap = build_kernel_map(src_coords, dst_coords, offsets, same_set=in_key == out_key)
             self._kernel_maps[cache_key] = kmap
         return kmap

@@ -126,9 +126,15 @@ class CoordinateQueries:
 
     @staticmethod
     def _rows_per_batch(batch: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(present batch indices, rows per batch index 0..max): like MinkowskiEngine, one entry per
+        index up to the largest, an empty one for an index without rows, so that entry b pairs
+        with batch b (the indices tensor lists only the present ones, as MinkowskiEngine's)."""
         ids = torch.unique(batch)
         order = torch.argsort(batch, stable=True)
-        counts = torch.bincount(torch.searchsorted(ids, batch), minlength=ids.numel())
+        if ids.numel() and int(ids[0]) >= 0:
+            counts = torch.bincount(batch)  # length max + 1, zeros for the missing indices
+        else:  # no rows, or negative batch indices: only the present ones
+            counts = torch.bincount(torch.searchsorted(ids, batch), minlength=ids.numel())
         return ids.int(), list(torch.split(order, counts.tolist()))
 
     def origin_map(self, key: CoordinateMapKey) -> tuple[torch.Tensor, list[torch.Tensor]]:

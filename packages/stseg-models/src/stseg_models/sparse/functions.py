@@ -223,6 +223,14 @@ class MinkowskiLocalPoolingTransposeFunction(_LocalPoolingFunctionBase):
     transpose = True
 
 
+def _batch_column(manager: CoordinateManager, key: CoordinateMapKey) -> torch.Tensor:
+    """Batch index per row of a coordinate set or, as MinkowskiEngine accepts, of a field
+    (``tensor_field.coordinate_field_map_key``)."""
+    if key not in manager.get_coordinate_map_keys() and key in manager._fields:
+        return manager.get_coordinate_field(key)[:, 0].long()
+    return manager.get_coordinates(key)[:, 0].long()
+
+
 class MinkowskiGlobalPoolingFunction(torch.autograd.Function):
     """apply(input_features [N, C], pooling_mode, in_coordinate_map_key, out_coordinate_map_key=None,
     coordinate_manager) -> [B, C]: one row per batch index (ascending, or the rows of a given
@@ -238,7 +246,7 @@ class MinkowskiGlobalPoolingFunction(torch.autograd.Function):
         coordinate_manager: CoordinateManager | None = None,
     ) -> torch.Tensor:
         manager = _manager(coordinate_manager, "MinkowskiGlobalPoolingFunction")
-        batch = manager.get_coordinates(in_coordinate_map_key)[:, 0].long()
+        batch = _batch_column(manager, in_coordinate_map_key)
         if input_features.dim() != 2 or input_features.shape[0] != batch.shape[0]:
             raise SparseInputError(
                 f"input features must be [{batch.shape[0]}, C], got {tuple(input_features.shape)}"

@@ -18,6 +18,8 @@ _MAX_KEY = 2**62
 # largest bounding box (cells) for a dense key -> row lookup table: 2**25 int32 entries = 128 MiB,
 # freed right after use; larger boxes fall back to sorting
 DENSE_TABLE_MAX = 2**25
+# most rows `unique_rows` deduplicates with a dictionary on CPU (`small.small_unique_rows`)
+SMALL_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -37,22 +39,30 @@ class Box:
         return (offsets.long() * self.mult).sum(dim=1)
 
 
-def make_box(lo: torch.Tensor, hi: torch.Tensor) -> Box:
-    """Box covering ``lo..hi`` (inclusive, per column); raises if keys would overflow int64."""
-    extent = (hi.long() - lo.long() + 1).clamp(min=1)
-    sizes = [
-        int(v) for v in extent.tolist()
-    ]  # one host sync per box (boxes are built per cached map)
+def check_extents(sizes: list[int]) -> None:
+    """Raise unless a box of these per-column sizes has fewer than 2**62 cells (int64 keys)."""
     total = 1
-    mults = []
-    for size in reversed(sizes):  # last column varies fastest in key order
-        mults.append(total)
+    for size in sizes:
         total *= size
     if total >= _MAX_KEY:
         raise SparseInputError(
             f"coordinate extents {sizes} are too large to index (product must stay below 2**62); "
             "check the coordinates are voxel indices, not raw positions"
         )
+
+
+def make_box(lo: torch.Tensor, hi: torch.Tensor) -> Box:
+    """Box covering ``lo..hi`` (inclusive, per column); raises if keys would overflow int64."""
+    extent = (hi.long() - lo.long() + 1).clamp(min=1)
+    sizes = [
+        int(v) for v in extent.tolist()
+    ]  # one host sync per box (boxes are built per cached map)
+    check_extents(sizes)
+    total = 1
+    mults = []
+    for size in reversed(sizes):  # last column varies fastest in key order
+        mults.append(total)
+        total *= size
     mult = torch.tensor(list(reversed(mults)), dtype=torch.int64, device=lo.device)
     return Box(lo=lo.long(), mult=mult, volume=total)
 
@@ -78,6 +88,11 @@ def unique_rows(coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if n == 0:
         empty = torch.zeros(0, dtype=torch.int64, device=device)
         return empty, empty
+    if n <= SMALL_ROWS and device.type == "cpu":
+        # a few rows: a dictionary beats ~15 tensor operations' dispatch (`small`)
+        from stseg_models.sparse.small import small_unique_rows
+
+        return small_unique_rows(coords)
     box = box_of(coords)
     keys = box.keys(coords)
     rows = torch.arange(n, device=device)

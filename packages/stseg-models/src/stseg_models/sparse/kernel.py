@@ -170,6 +170,20 @@ class KernelGenerator:
             -1, dimension
         )
         self.kernel_volume = len(region_offsets_list)
+        self._scaled: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def scaled_offsets(self, tensor_stride: Sequence[int]) -> torch.Tensor:
+        """int64 [K, D]: the offsets times ``tensor_stride x dilation`` (cached per stride).
+
+        Kernel maps are built for every new coordinate set; for tiny sets making this small
+        tensor each time cost as much as the map itself.
+        """
+        scale = tuple(a * b for a, b in zip(tensor_stride, self.kernel_dilation, strict=True))
+        cached = self._scaled.get(scale)
+        if cached is None or cached[0] is not self.region_offsets:  # offsets replaced: redo
+            cached = (self.region_offsets, self.region_offsets * torch.tensor(scale))
+            self._scaled[scale] = cached
+        return cached[1]
 
     def signature(self) -> tuple:
         """Hashable identity of the offsets and dilation (kernel-map cache key component)."""

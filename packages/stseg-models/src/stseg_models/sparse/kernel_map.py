@@ -21,10 +21,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from stseg_models.sparse.hashing import DENSE_TABLE_MAX, make_box
 from stseg_models.sparse.scatter_plan import ScatterPlan, build_plan
+
+# most (output row, offset) queries a CPU map answers with a dictionary (`small.small_kernel_map`);
+# 16 points x 27 offsets is 432: below about a thousand, dispatching tensor operations costs more
+SMALL_QUERIES = 1024
 
 
 @dataclass
@@ -54,6 +59,7 @@ class KernelMap:
     _reversed: KernelMap | None = field(default=None, repr=False)
     _slots: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     _sources: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+    _patch_rows: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def kernel_volume(self) -> int:
@@ -120,6 +126,24 @@ class KernelMap:
             present[slot] = True
             self._sources = (rows, present)
         return self._sources
+
+    def patch_rows(self) -> torch.Tensor:
+        """int64 [N_out * K]: the input row of slot ``o * K + k``, `num_in` when empty; cached.
+
+        For small maps (`conv_function.SMALL_PATCH_ELEMENTS`), built with Python lists: every slot
+        holds at most one pair (a row appears once per offset on either side), so gathering
+        input rows plus one zero row at `num_in` gives the whole ``[N_out, K * C]`` patch matrix.
+        """
+        if self._patch_rows is None:
+            k_count = self.kernel_volume
+            rows = [self.num_in] * (self.num_out * k_count)
+            ins, outs = self.in_idx.tolist(), self.out_idx.tolist()
+            for k, (lo, hi) in enumerate(self.slices()):
+                for i, o in zip(ins[lo:hi], outs[lo:hi], strict=True):
+                    rows[o * k_count + k] = i
+            as_array = np.array(rows, dtype=np.int64)  # numpy: far faster than torch.tensor(list)
+            self._patch_rows = torch.from_numpy(as_array).to(self.in_idx.device)
+        return self._patch_rows
 
     def nbytes(self) -> int:
         """Bytes held by this map's index tensors and cached plans (not its reverse)."""
@@ -253,11 +277,17 @@ def build_kernel_map(
     """
     device = in_coords.device
     k_count = offsets.shape[0]
+    n_in, n_out = in_coords.shape[0], out_coords.shape[0]
+    if n_in and n_out and k_count and n_out * k_count <= SMALL_QUERIES and _on_cpu(device):
+        # a few queries: a dictionary beats ~50 tensor operations' dispatch (`small`)
+        from stseg_models.sparse.small import small_kernel_map
+
+        identity, mirror = _offset_symmetry(offsets) if same_set else (-1, None)
+        return small_kernel_map(in_coords, out_coords, offsets, identity, mirror)
     offs = torch.cat(
         [torch.zeros(k_count, 1, dtype=torch.int64, device=device), offsets.long().to(device)],
         dim=1,
     )
-    n_in, n_out = in_coords.shape[0], out_coords.shape[0]
     if n_in == 0 or n_out == 0:
         empty = torch.zeros(0, dtype=torch.int32, device=device)
         return KernelMap(empty, empty, [0] * k_count, n_in, n_out, in_unique=True, out_unique=True)

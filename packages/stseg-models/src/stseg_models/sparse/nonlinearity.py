@@ -82,6 +82,7 @@ class MinkowskiAdaptiveLogSoftmaxWithLoss(MinkowskiNonlinearityBase):
     """
 
     MODULE = nn.AdaptiveLogSoftmaxWithLoss
+    module: nn.AdaptiveLogSoftmaxWithLoss  # its log_prob / predict, typed (nn.Module's are not)
 
     def forward(self, input: Any, target: torch.Tensor | None = None) -> Any:  # type: ignore[override]
         require_sparse_like(input, type(self).__name__)

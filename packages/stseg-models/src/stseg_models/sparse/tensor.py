@@ -95,7 +95,9 @@ class SparseTensor:
             dim = None if coordinate_manager is None else coordinate_manager.D
             # float coordinates: floored with a warning, as MinkowskiEngine does
             coordinates = floor_float_coordinates(coordinates)
-            coords = check_coordinates(coordinates, dim, feats.shape[0]).to(feats.device)
+            coords = check_coordinates(coordinates, dim, feats.shape[0])
+            if coords.device != feats.device:
+                coords = coords.to(feats.device)
             dimension = coords.shape[1] - 1
             stride = to_int_tuple(tensor_stride, dimension, "tensor_stride")
             if any(s < 1 for s in stride):
@@ -103,7 +105,9 @@ class SparseTensor:
             manager = coordinate_manager or manager_for_new_tensor(dimension)
             unique_index, inverse = unique_rows(coords)
             feats = merge_duplicates(feats, unique_index, inverse, self.quantization_mode)
-            self._key = manager.insert_unique(coords[unique_index], stride)
+            # all rows unique: unique_index is 0..N-1, a copy is what indexing would give
+            rows = coords.clone() if len(unique_index) == len(coords) else coords[unique_index]
+            self._key = manager.insert_unique(rows, stride)
             self._manager = manager
             self.unique_index, self.inverse_mapping = unique_index, inverse
         if requires_grad is not None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
 
 from stseg_models.sparse.errors import SparseInputError
+from stseg_models.sparse.hashing import SMALL_ROWS
 
 
 def as_tensor(value: object, name: str) -> torch.Tensor:
@@ -35,7 +37,7 @@ FLOAT_COORDINATES_WARNING = (
 INT32_MAX = 2**31 - 1
 
 
-def floor_float_coordinates(coordinates: object) -> object:
+def floor_float_coordinates(coordinates: Any) -> Any:
     """Floating-point coordinates floored to int32 with MinkowskiEngine's warning; others as given.
 
     MinkowskiEngine 0.5.4's ``SparseTensor`` floors any coordinates that are not an int32 tensor
@@ -86,9 +88,17 @@ def check_coordinates(coordinates: object, dimension: int | None, num_rows: int)
         raise SparseInputError(
             f"features have {num_rows} rows but coordinates have {coords.shape[0]}"
         )
-    if coords.shape[0] > 0 and int(coords[:, 0].min()) < 0:
+    if coords.shape[0] > 0 and _lowest_batch_index(coords) < 0:
         raise SparseInputError("batch indices (coordinates[:, 0]) must be non-negative")
     return coords
+
+
+def _lowest_batch_index(coords: torch.Tensor) -> int:
+    """``coords[:, 0].min()`` (N >= 1); a few CPU rows through ``tolist``, which skips three tensor
+    operations' dispatch (a tenth of a tiny SparseTensor's creation)."""
+    if coords.shape[0] <= SMALL_ROWS and coords.device.type == "cpu":
+        return min(row[0] for row in coords.tolist())
+    return int(coords[:, 0].min())
 
 
 def check_float_coordinates(
