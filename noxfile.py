@@ -382,10 +382,14 @@ def _cuda_torch(session: nox.Session) -> list[str]:
 
 @nox.session(venv_params=["--system-site-packages"])
 def gpu(session: nox.Session) -> None:
-    """GPU check in one call: CUDA tests, engine benchmark (fp32, bf16, fp16), batch-4 training step.
+    """GPU check in one call: CUDA tests, engine benchmark (fp32, bf16, fp16), batch-4 training step,
+    the Triton kernels against the torch-ops path, and MinkowskiEngine 0.5.4's own tests (its CUDA
+    tests included) on the native engine.
 
-    About 5 minutes on an NVIDIA GPU after the install. Every figure and the peak GPU memory go
-    to bench-results/gpu_check.json (or the path given after `--`).
+    About 10 minutes on an NVIDIA GPU after the install. The figures and the peak GPU memory go
+    to bench-results/gpu_check.json (or the path given after `--`); beside it
+    gpu_triton_conv.json, me_tests_native_cuda.json (outcome per test) and me_tests_cuda.json
+    (counts beside real MinkowskiEngine's CPU run; a test passing there must pass here).
 
     Torch: a CUDA build already importable here (the venv sees the system's site packages) is
     used as it is; otherwise `STSEG_GPU_TORCH` (default `torch==2.13.0`: PyPI's Linux x86-64 wheel
@@ -406,8 +410,69 @@ def gpu(session: nox.Session) -> None:
     editable = [arg for folder in discover_packages() for arg in ("-e", str(folder))]
     session.install("-c", str(pin), *editable, "-r", "requirements/test.txt")
     out = session.posargs[0] if session.posargs else str(ROOT / "bench-results" / "gpu_check.json")
-    script = PACKAGES_DIR / "stseg-models" / "benchmarks" / "gpu_check.py"
-    session.run("python", str(script), "--json", out, "--device", "cuda")
+    package = PACKAGES_DIR / "stseg-models"
+    tool = str(package / "tools" / "run_me_tests.py")
+    reference = package / "benchmarks" / "results" / "me_tests_minkowski_cpu.json"
+    triton_bench = package / "benchmarks" / "triton_conv.py"
+    parts = [
+        (
+            "engine check",
+            [
+                "python",
+                str(package / "benchmarks" / "gpu_check.py"),
+                "--json",
+                out,
+                "--device",
+                "cuda",
+            ],
+        ),
+        (
+            "triton kernels",
+            ["python", str(triton_bench), "--json", _beside(out, "gpu_triton_conv")],
+        ),
+        # MinkowskiEngine 0.5.4's own tests with CUDA visible: its CUDA tests run natively here
+        (
+            "ME tests run",
+            [
+                "python",
+                tool,
+                "run",
+                "--out",
+                _beside(out, "me_tests_native_cuda"),
+                "--timeout",
+                "60",
+            ],
+        ),
+        (
+            "ME tests compare",
+            [
+                "python",
+                tool,
+                "compare",
+                _beside(out, "me_tests_native_cuda"),
+                str(reference),
+                "--summary",
+                _beside(out, "me_tests_cuda"),
+            ],
+        ),
+    ]
+    if triton_bench.exists():
+        session.install("-c", str(pin), "triton")
+    failed = []
+    for name, command in parts:  # every part runs, so one call brings back every figure
+        if name == "triton kernels" and not triton_bench.exists():
+            continue
+        try:
+            session.run(*command)
+        except nox.command.CommandFailed:
+            failed.append(name)
+    if failed:
+        session.error(f"failed: {', '.join(failed)} (figures written so far are kept)")
+
+
+def _beside(path: str, stem: str) -> str:
+    """A results file next to `path`, named `stem`.json."""
+    return str(Path(path).with_name(f"{stem}.json"))
 
 
 if __name__ == "__main__":
