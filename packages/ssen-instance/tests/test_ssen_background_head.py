@@ -25,7 +25,7 @@ from ssen_instance.model import (
 )
 from ssen_instance.scenes import SsenScene, instance_ids, write_ssen_scene
 from ssen_instance.toy import toy_room
-from ssen_instance.train import has_background_head, ssen_config, train_instance
+from ssen_instance.train import has_background_head, ssen_config, ssen_options, train_instance
 
 WALL, FLOOR, CHAIR, IGNORE = 0, 1, 4, 255
 
@@ -125,7 +125,7 @@ def test_training_with_the_head_writes_a_head_checkpoint(tmp_path: Path) -> None
     config = ssen_config(data, tmp_path / "run", recipe="synthetic-cpu", model="Res16UNet14A",
                          max_iter=2, save_freq=2, batch_size=1, background_head=True,
                          background_weight=0.5)  # fmt: skip
-    assert has_background_head(config) and config.extra["background_weight"] == 0.5
+    assert has_background_head(config) and ssen_options(config).background_weight == 0.5
     train_instance(config)
     model, spec = load_instance_model(tmp_path / "run" / "instance.pt")
     assert embedding_outputs(spec) == (8, True)

@@ -11,6 +11,7 @@ import torch
 
 from stseg_train.config import TrainConfig
 from stseg_train.distributed import WorkerFailed
+from stseg_train.options import ToyOptions
 from stseg_train.run import train
 from stseg_train.toy import toy_components
 
@@ -32,7 +33,7 @@ def _config(out: Path, **changes) -> TrainConfig:
         progress=False,
         dist_timeout_s=30.0,
         # No batch norm and no ignored points: per-rank means then average to the global mean.
-        extra={"toy_scenes": 8, "toy_points": 32, "toy_bn": False, "toy_ignore": 0.0},
+        toy=ToyOptions(scenes=8, points=32, bn=False, ignore=0.0),
     )
     return dataclasses.replace(base, **changes)
 

@@ -15,6 +15,7 @@ import torch
 
 from stseg_train.config import TrainConfig
 from stseg_train.errors import TrainInputError
+from stseg_train.options import RuntimeOptions, ToyOptions
 from stseg_train.run import prepare_run_dir, worker
 from stseg_train.toy import toy_components
 
@@ -55,12 +56,13 @@ import json, sys
 from pathlib import Path
 import torch
 from stseg_train.config import TrainConfig
+from stseg_train.options import RuntimeOptions, ToyOptions
 from stseg_train.run import prepare_run_dir, worker
 from stseg_train.toy import toy_components
 out, mode = Path(sys.argv[1]), sys.argv[2]
 config = TrainConfig(dataset="synthetic", out=str(out), num_classes=4, batch_size=3, max_iter=6,
     save_freq=3, val_freq=1000, tensorboard=False, progress=False, threads=1,
-    extra={"toy_scenes": 6, "toy_points": 48, "heap_mode": mode})
+    toy=ToyOptions(scenes=6, points=48), runtime=RuntimeOptions(heap_mode=mode))
 prepare_run_dir(config, resume=False)
 worker(config, toy_components, False)
 """
@@ -81,7 +83,8 @@ def test_retain_trains_to_the_same_weights(tmp_path: Path) -> None:
 def test_unknown_heap_mode_is_refused(tmp_path: Path) -> None:
     config = TrainConfig(dataset="synthetic", out=str(tmp_path / "run"), num_classes=4,
                          batch_size=3, max_iter=2, tensorboard=False, progress=False, threads=1,
-                         extra={"toy_scenes": 3, "toy_points": 48, "heap_mode": "keep"})  # fmt: skip
+                         toy=ToyOptions(scenes=3, points=48),
+                         runtime=RuntimeOptions(heap_mode="keep"))  # fmt: skip
     with pytest.raises(TrainInputError, match="heap_mode must be one of trim, retain"):
         prepare_run_dir(config, resume=False)  # config validation, before the folder exists
     assert not (tmp_path / "run").exists()
@@ -102,13 +105,13 @@ def _cli(tmp_path: Path, out: str, mode: str) -> subprocess.CompletedProcess:
                str(prepared), "--out", str(tmp_path / out), "--model", "Res16UNet14A",
                "--voxel-size", "0.4", "--batch-size", "1", "--max-iter", "2",
                "--set", "progress=false", "--set", "tensorboard=false", "--set", "threads=1",
-               "--set", f"extra={{heap_mode: {mode}}}"]  # fmt: skip
+               "--set", f"runtime.heap_mode={mode}"]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True)
 
 
 @glibc
 def test_cli_heap_mode_as_documented(tmp_path: Path) -> None:
-    # the README's spelling: --set "extra={heap_mode: retain}"; same weights as the default
+    # the README's spelling: --set runtime.heap_mode=retain; same weights as the default
     for mode in ("retain", "trim"):
         done = _cli(tmp_path, mode, mode)
         assert done.returncode == 0, done.stderr[-2000:]

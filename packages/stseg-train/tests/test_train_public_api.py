@@ -11,6 +11,7 @@ import torch
 
 import stseg_train
 from stseg_train.checkpoint import load_checkpoint
+from stseg_train.options import ToyOptions
 from stseg_train.toy import toy_components
 
 CALLS: dict[str, int] = {"loss": 0, "finish": 0}
@@ -26,7 +27,7 @@ def _config(out: Path) -> stseg_train.TrainConfig:
     return stseg_train.TrainConfig(
         dataset="synthetic", out=str(out), num_classes=4, batch_size=2, iter_size=2, max_iter=4,
         save_freq=2, val_freq=1000, tensorboard=False, progress=False, threads=1,
-        extra={"toy_scenes": 6, "toy_points": 32},
+        toy=ToyOptions(scenes=6, points=32),
     )  # fmt: skip
 
 

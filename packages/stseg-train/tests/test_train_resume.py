@@ -12,6 +12,7 @@ import torch
 from stseg_train.checkpoint import CheckpointManager
 from stseg_train.config import TrainConfig
 from stseg_train.errors import TrainInputError
+from stseg_train.options import ToyOptions
 from stseg_train.run import prepare_run_dir, train, worker
 from stseg_train.toy import toy_components
 
@@ -28,7 +29,7 @@ def _config(out: Path, **changes) -> TrainConfig:
         keep_last=3,
         tensorboard=False,
         progress=False,
-        extra={"toy_scenes": 10, "toy_points": 48},
+        toy=ToyOptions(scenes=10, points=48),
         # Bitwise equality needs the same CPU thread count in every process: float reductions are
         # split by thread, and pytest's process may have changed torch's default (nox sets
         # OMP_NUM_THREADS=2, other tests call torch.set_num_threads(1)).

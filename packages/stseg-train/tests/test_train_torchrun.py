@@ -18,6 +18,7 @@ SCRIPT = textwrap.dedent(
     """
     import sys
     from stseg_train import TrainConfig, train
+    from stseg_train.options import ToyOptions
     from stseg_train.toy import toy_components
 
     if __name__ == "__main__":
@@ -26,7 +27,7 @@ SCRIPT = textwrap.dedent(
             dataset="synthetic", out=out, num_classes=4, batch_size=batch, max_iter=4,
             save_freq=2, val_freq=1000, lr=0.05, tensorboard=False, progress=False, threads=1,
             dist_timeout_s=60.0,
-            extra={"toy_scenes": 8, "toy_points": 32, "toy_bn": False, "toy_ignore": 0.0},
+            toy=ToyOptions(scenes=8, points=32, bn=False, ignore=0.0),
         )
         train(config, toy_components)
     """

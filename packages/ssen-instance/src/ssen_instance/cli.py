@@ -82,18 +82,19 @@ def _grouping(
 @click.option("--voxel-size", type=float, default=None, help="Metres (recipe: 0.02).")
 @click.option("--gpus", type=int, default=0, help="Processes on GPUs (torch.distributed, NCCL).")
 @click.option("--procs", type=int, default=0, help="CPU processes (gloo).")
+@threads_option(default="the recipe's (synthetic-cpu: 1), else all cores", expose=True)
 @resume_option
 @click.option("--restart-from-scratch", is_flag=True,
               help="With --resume: start over when no checkpoint of the run is valid.")  # fmt: skip
 def train(data, semantic_weights, out, recipe, model, embedding_dim, max_iter, batch_size, lr,
-          save_freq, voxel_size, gpus, procs, resume, restart_from_scratch) -> None:  # fmt: skip
+          save_freq, voxel_size, gpus, procs, threads, resume, restart_from_scratch) -> None:  # fmt: skip
     """Train the embedding network (through stseg-train's trainer)."""
     from ssen_instance.train import command_config, train_instance
 
     config, resuming = command_config(
         data=data, out=None if out is None else str(out), resume=resume, recipe=recipe, semantic_weights=semantic_weights,
         embedding_dim=embedding_dim, model=model, max_iter=max_iter, batch_size=batch_size, lr=lr,
-        save_freq=save_freq, voxel_size=voxel_size,
+        save_freq=save_freq, voxel_size=voxel_size, threads=threads,
     )  # fmt: skip
     train_instance(config, gpus=gpus, procs=procs, resume=resuming,
                    restart_from_scratch=restart_from_scratch)  # fmt: skip

@@ -135,7 +135,10 @@ def load_instance_model(path: str | os.PathLike[str]) -> tuple[nn.Module, Infere
         # the run's voxel size (a recipe may differ from SSEN's 2 cm)
         config = payload.get("config") or {}
         voxel_size = float(config.get("voxel_size", VOXEL_SIZE))
-        head = bool((config.get("extra") or {}).get("background_head", False))
+        # the run's SSEN settings: `task_options` (`ssen_instance.train.SsenOptions`); runs
+        # written before the config had typed sections kept them in `extra`
+        section = config.get("task_options") or config.get("extra") or {}
+        head = bool(section.get("background_head", False))
         spec = instance_inference_spec(
             int(args["out_channels"]) - int(head), voxel_size, background_head=head
         )

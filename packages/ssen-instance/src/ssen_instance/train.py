@@ -5,7 +5,10 @@ stseg-train's trainer brings checkpoints (atomic, hashed, retained), `--resume`,
 schedules and logging. SSEN plugs in through stseg-train's public task hooks only
 (`stseg_train.Components`): `forward` runs the embedding network, `loss` is the discriminative
 loss (`ssen_loss`, returning a `stseg_train.StepLoss`), `on_finish` writes `instance.pt`; the run
-is `stseg_train.train` with `ssen_components`.
+is `stseg_train.train` with `ssen_components`. SSEN's own settings (`SsenOptions`: recipe, scene
+files, semantic checkpoint, loss constants, background head) are the run config's task section,
+written with `stseg_train.with_task_options` and read back, validated, with
+`stseg_train.read_task_options` (`ssen_options`).
 
 SSEN's recipe (`ssen`, the default): Adam at 1e-4, step schedule (x0.8 every 10k iterations),
 gradient-norm clip 0.5, batch 8, 2 cm voxels, Mink16UNet34C with an 8-D embedding head initialised
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -53,7 +56,9 @@ from stseg_train import (
     check_gpus,
     checkpoint_bytes_estimate,
     load_run_config,
+    read_task_options,
     train,
+    with_task_options,
 )
 from stseg_train import validate_config as validate
 
@@ -61,13 +66,35 @@ log = logging.getLogger(__name__)
 TASK = "ssen-instance"
 
 
+@dataclass(frozen=True)
+class SsenOptions:
+    """SSEN's section of a run's config (`TrainConfig.task_options` of task `ssen-instance`)."""
+
+    recipe: str = "ssen"  # the `RECIPES` entry the run started from (a resume keeps it)
+    semantic_weights: str = ""  # semantic checkpoint the backbone starts from ("" = none)
+    train_files: tuple[str, ...] = ()  # the SSEN scene files trained on (absolute paths)
+    loss: DiscriminativeLossConfig = field(default_factory=DiscriminativeLossConfig)
+    background_head: bool = False  # a background logit after the embedding channels
+    background_weight: float = 1.0  # its loss's weight beside the discriminative loss
+
+
+def ssen_options(config: TrainConfig, where: str = "config") -> SsenOptions:
+    """The run's `SsenOptions`, validated: a config of another task, an unknown or mistyped key
+    (`task_options.KEY`, named with `where`) or a negative background weight raises."""
+    options = read_task_options(config, TASK, SsenOptions, where=where)
+    if not options.background_weight >= 0.0:
+        raise InstanceInputError(f"background_weight must be >= 0, got {options.background_weight}")
+    return options
+
+
 def ssen_loss(config: TrainConfig) -> LossFn:
     """The discriminative loss on instance ids (batch['labels']), plus the background head's loss
     when the network has one: stseg-train's public loss hook (`Components.loss`)."""
-    cfg = DiscriminativeLossConfig(**config.extra.get("loss", {}))
+    options = ssen_options(config)
+    cfg = options.loss
     dim = config.num_classes
-    head = has_background_head(config)
-    weight = float(config.extra.get("background_weight", 1.0))
+    head = options.background_head
+    weight = options.background_weight
 
     def loss(outputs: torch.Tensor, batch: dict[str, Any]) -> StepLoss:
         outputs = outputs.float()
@@ -91,14 +118,14 @@ def _save_instance(model: torch.nn.Module, config: TrainConfig) -> None:
         model,
         voxel_size=config.voxel_size,
         background_head=has_background_head(config),
-        extra={"loss": asdict(DiscriminativeLossConfig(**config.extra.get("loss", {})))},
+        extra={"loss": asdict(ssen_options(config).loss)},
     )
 
 
 def has_background_head(config: TrainConfig) -> bool:
     """Whether the run's network has the background head (`ssen_instance.model`) after its
     `config.num_classes` embedding channels."""
-    return bool(config.extra.get("background_head", False))
+    return ssen_options(config).background_head
 
 
 def _forward(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
@@ -108,17 +135,17 @@ def _forward(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
 
 def ssen_components(config: TrainConfig, ctx: DistContext) -> Components:
     """Model (initialised from the semantic checkpoint), data and forward of an SSEN run."""
-    extra = config.extra
-    outputs = config.num_classes + int(has_background_head(config))
+    options = ssen_options(config)
+    outputs = config.num_classes + int(options.background_head)
     model = build_embedding_model(
         config.model, outputs, config.in_channels, bn_momentum=config.bn_momentum
     )
-    weights = extra.get("semantic_weights")
+    weights = options.semantic_weights
     if weights:
         report = init_from_semantic(model, weights)
         if ctx.is_main:
             log.info("initialised from %s:\n%s", weights, report.table())
-    files = [Path(f) for f in extra["train_files"]]
+    files = [Path(f) for f in options.train_files]
     return Components(
         model=model,
         model_name=config.model,
@@ -197,7 +224,7 @@ def ssen_config(
     seed: int = 42,
     **overrides: Any,
 ) -> TrainConfig:
-    """An SSEN recipe as a stseg-train `TrainConfig` (scene files listed in `extra`).
+    """An SSEN recipe as a stseg-train `TrainConfig` (scene files listed in its `SsenOptions`).
 
     `overrides` (e.g. model, lr, batch_size, max_iter, save_freq) replace the recipe's values;
     None means "the recipe's".
@@ -218,34 +245,39 @@ def ssen_config(
         seed=seed,
         progress=False,
         tensorboard=False,
-        extra={
-            "task": TASK,
-            "recipe": recipe,
-            "semantic_weights": str(semantic_weights) if semantic_weights else "",
-            "train_files": files,
-        },
     )
+    options = SsenOptions(
+        recipe=recipe,
+        semantic_weights=str(semantic_weights) if semantic_weights else "",
+        train_files=tuple(files),
+    )
+    config = with_task_options(config, TASK, options)
     given = {k: v for k, v in overrides.items() if v is not None}
     return _with_settings(config, {**RECIPES[recipe], **given})
 
 
 def _with_settings(config: TrainConfig, settings: dict[str, Any]) -> TrainConfig:
-    """`config` with `settings` (recipe entries, options given) set on it, then validated."""
+    """`config` with `settings` (recipe entries, options given) set on it, then validated.
+
+    SSEN's own keys (`SsenOptions`: loss, background_head, background_weight) go to its task
+    section, the others to stseg-train's fields."""
+    options = ssen_options(config)
     for key, value in settings.items():
         if key == "loss":  # the discriminative loss's constants (`DiscriminativeLossConfig`)
-            config.extra["loss"] = _loss_constants(value)
+            options = replace(options, loss=DiscriminativeLossConfig(**_loss_constants(value)))
             continue
         if key == "background_head":
-            config.extra[key] = bool(value)
+            options = replace(options, background_head=bool(value))
             continue
         if key == "background_weight":
             if not float(value) >= 0.0:
                 raise InstanceInputError(f"background_weight must be >= 0, got {value}")
-            config.extra[key] = float(value)
+            options = replace(options, background_weight=float(value))
             continue
-        if not hasattr(config, key):
+        if not hasattr(config, key) or key in ("task", "task_options"):
             raise InstanceInputError(f"unknown training setting {key!r}")
         setattr(config, key, value)
+    config = with_task_options(config, TASK, options)
     config.val_freq = max(config.val_freq, config.max_iter + 1)
     validate(config)
     return config
@@ -269,25 +301,26 @@ def resume_config(
     if not (Path(run) / CONFIG_NAME).is_file():  # the message names the option, as stseg-train's
         raise InstanceInputError(f"--resume {run}: not a training run (no {CONFIG_NAME})")
     config = load_run_config(Path(run))
-    if config.extra.get("task") != TASK:
+    if config.task != TASK:
         raise InstanceInputError(
             f"--resume {run}: not an ssen-instance run (a semantic run? continue it with "
             f"`stseg-train {config.dataset} --resume {run}`)"
         )
-    saved_recipe = config.extra.get("recipe")
+    options = ssen_options(config, where=str(Path(run) / CONFIG_NAME))
+    saved_recipe = options.recipe
     if recipe is not None and recipe != saved_recipe:
         raise InstanceInputError(f"--recipe {recipe}: the run {run} uses recipe {saved_recipe!r}")
     if embedding_dim is not None and embedding_dim != config.num_classes:
         raise InstanceInputError(
             f"--embedding-dim {embedding_dim}: the run {run} has {config.num_classes} dimensions"
         )
-    extra = dict(config.extra)
     if data is not None:
-        extra["train_files"] = [str(f.resolve()) for f in list_scene_files(data)]
+        files = tuple(str(f.resolve()) for f in list_scene_files(data))
+        options = replace(options, train_files=files)
         config.data = str(data)
     if semantic_weights is not None:
-        extra["semantic_weights"] = str(semantic_weights)
-    config.extra = extra
+        options = replace(options, semantic_weights=str(semantic_weights))
+    config = with_task_options(config, TASK, options)
     config.out = str(run)
     return _with_settings(config, {k: v for k, v in overrides.items() if v is not None})
 

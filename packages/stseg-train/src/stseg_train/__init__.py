@@ -2,7 +2,12 @@
 
 The public API (everything in `__all__`; other modules are internal and may change):
 
-- configuration: `TrainConfig`, `resolve_config` (recipe, file, options, `--set`), `validate_config`
+- configuration: `TrainConfig`, `resolve_config` (recipe, file, options, `--set`), `validate_config`,
+  `RuntimeOptions` (the config's `runtime` section: device, heap, scene cache, resharding)
+- a task's own settings: the task declares a dataclass and keeps it in the config's
+  `task_options` with `with_task_options(config, task, options)`; `read_task_options(config,
+  task, kind)` reads it back as `kind`, refusing a run of another task and any unknown or
+  mistyped key (in one line naming `task_options.KEY`)
 - a task's hooks: `Components` (model, `forward`, data, optional `loss` returning a `StepLoss`,
   `on_finish`), `LossFn`, `unwrap_model` (the network inside a DistributedDataParallel wrapper)
 - running: `train` (run folder opened, locked, processes launched), `worker` (one process's body),
@@ -28,6 +33,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 _EXPORTS = {
     "TrainConfig": ("stseg_train.config", "TrainConfig"),
     "resolve_config": ("stseg_train.config", "resolve_config"),
+    "RuntimeOptions": ("stseg_train.options", "RuntimeOptions"),
+    "read_task_options": ("stseg_train.options", "read_task_options"),
+    "with_task_options": ("stseg_train.options", "with_task_options"),
     "validate_config": ("stseg_train.config", "validate"),
     "Components": ("stseg_train.state", "Components"),
     "StepLoss": ("stseg_train.state", "StepLoss"),
@@ -49,6 +57,7 @@ __all__ = [
     "Components",
     "DistContext",
     "LossFn",
+    "RuntimeOptions",
     "StepLoss",
     "TrainConfig",
     "TrainState",
@@ -57,11 +66,13 @@ __all__ = [
     "checkpoint_bytes_estimate",
     "load_run_config",
     "make_synthetic_dataset",
+    "read_task_options",
     "resolve_config",
     "train",
     "train_command",
     "unwrap_model",
     "validate_config",
+    "with_task_options",
     "worker",
 ]
 
@@ -70,6 +81,7 @@ if TYPE_CHECKING:
     from stseg_train.config import validate as validate_config
     from stseg_train.distributed import DistContext, check_gpus, unwrap_model
     from stseg_train.launch import train_command
+    from stseg_train.options import RuntimeOptions, read_task_options, with_task_options
     from stseg_train.run import train, worker
     from stseg_train.runfolder import CONFIG_NAME, checkpoint_bytes_estimate, load_run_config
     from stseg_train.state import Components, LossFn, StepLoss, TrainState

@@ -13,8 +13,8 @@ import hashlib
 import json
 import math
 import sys
-import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,7 @@ from typing import Any
 import yaml
 
 from stseg_train.errors import TrainInputError
-from stseg_train.extra_keys import validate_extra
-from stseg_train.heap import heap_mode
+from stseg_train.options import RuntimeOptions, ToyOptions, field_types, merge_options
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -105,7 +104,17 @@ class TrainConfig:
     # the main job (synthetic): scenes generated for training and validation
     synthetic_train_scenes: int = 24
     synthetic_val_scenes: int = 6
-    extra: dict[str, Any] = field(default_factory=dict)
+    # sections (`stseg_train.options`): `--set runtime.device=cpu`, or a mapping in a config file
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+    toy: ToyOptions = field(default_factory=ToyOptions)
+    # A task's run (e.g. "ssen-instance"): its name and its own settings, which the task reads
+    # into its dataclass with `read_task_options`. "" = stseg-train's semantic segmentation.
+    # Set by the task's code, not by stseg-train's --set or config files.
+    task: str = ""
+    task_options: dict[str, Any] = field(default_factory=dict)
+    # Written by the synthetic job (the folder holding raw/ and prepared/), so that a resumed run
+    # finds its own data; not a user setting (`stseg_train.synthetic`).
+    synthetic_data_root: str = ""
 
     @property
     def in_channels(self) -> int:
@@ -148,7 +157,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         # one process, 2 rooms per step, torch's threads (cores / processes) and one data-loading
         # worker: measured on an idle 2-core machine 0.6 s/it, against 1.0 s/it for 1 thread and
         # 0.9 s/it for 2 gloo processes x 1 room (each step waits for the larger room). On a
-        # machine busy with other work pass `--set threads=1` (OpenMP threads then wait on each
+        # machine busy with other work pass `--threads 1` (OpenMP threads then wait on each
         # other: 3.9 s/it against 14.6 s/it measured).
         "batch_size": 2,
         "num_workers": 1,
@@ -190,60 +199,78 @@ IDENTITY_FIELDS = (
 )
 
 
-def _field_types() -> dict[str, Any]:
-    return typing.get_type_hints(TrainConfig)
+# Keys only code and saved configs set: `--set`, config files and recipes refuse them.
+INTERNAL_FIELDS = ("task", "task_options", "synthetic_data_root")
+
+# Where each key of the `extra` mapping of earlier versions' config.json went: section.field, or
+# a field. A task run's other `extra` keys were the task's own: they move to `task_options`.
+LEGACY_EXTRA = {
+    "heap_mode": "runtime.heap_mode",
+    "heap_trim_every": "runtime.heap_trim_every",
+    "device": "runtime.device",
+    "cache_scenes": "runtime.cache_scenes",
+    "allow_reshard": "runtime.allow_reshard",
+    "toy_scenes": "toy.scenes",
+    "toy_points": "toy.points",
+    "toy_bn": "toy.bn",
+    "toy_ignore": "toy.ignore",
+    "synthetic_data_root": "synthetic_data_root",
+    "task": "task",
+}
+_EXTRA_GONE = (
+    "config key 'extra' is gone: its keys are the sections runtime (device, heap_mode, "
+    "heap_trim_every, cache_scenes, allow_reshard) and toy (scenes, points, bn, ignore), e.g. "
+    "--set runtime.allow_reshard=true"
+)
 
 
-def _coerce(key: str, value: Any, kind: Any) -> Any:
-    """Convert `value` (from YAML, JSON or a --set string) to the field's declared type."""
-    origin = typing.get_origin(kind)
-    try:
-        if kind is bool:
-            if isinstance(value, str):
-                lowered = value.strip().lower()
-                if lowered in ("1", "true", "yes", "on"):
-                    return True
-                if lowered in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            if not isinstance(value, (bool, int)):
-                raise ValueError(value)
-            return bool(value)
-        if kind is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError(value)
-            return int(value)
-        if kind is float:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return float(value)
-        if kind is str:
-            return str(value)
-        if origin is tuple:
-            items = value if isinstance(value, (list, tuple)) else yaml.safe_load(f"[{value}]")
-            return tuple(float(v) for v in items)
-        if origin is dict or isinstance(kind, types.GenericAlias):
-            if not isinstance(value, dict):
-                raise ValueError(value)
-            return dict(value)
-    except (TypeError, ValueError, yaml.YAMLError):
-        raise TrainInputError(
-            f"config key {key!r}: expected {getattr(kind, '__name__', kind)}, found {value!r}"
-        ) from None
-    return value
+def legacy_extra(extra: Any, where: str) -> dict[str, Any]:
+    """The keys that replace an earlier config.json's `extra` mapping (`LEGACY_EXTRA`).
+
+    Without a task, a key not in `LEGACY_EXTRA` is refused as `extra` refused it; with one, the
+    task's keys become `task_options` (the task validates them, `read_task_options`).
+    """
+    if not isinstance(extra, Mapping):
+        raise TrainInputError(f"{where}: config key 'extra': expected a mapping, found {extra!r}")
+    out: dict[str, Any] = {}
+    task_options: dict[str, Any] = {}
+    for key, value in extra.items():
+        if key in LEGACY_EXTRA:
+            out[LEGACY_EXTRA[key]] = value
+        elif extra.get("task"):
+            task_options[key] = value
+        else:
+            raise TrainInputError(
+                f"{where}: unknown key extra.{key}; known keys: {', '.join(sorted(LEGACY_EXTRA))}"
+            )
+    if task_options:
+        out["task_options"] = task_options
+    return out
 
 
-def apply_overrides(config: TrainConfig, values: dict[str, Any], source: str) -> TrainConfig:
-    """Return a copy of `config` with `values` set; unknown keys raise naming `source`."""
-    kinds = _field_types()
-    unknown = sorted(set(values) - set(kinds))
+def apply_overrides(
+    config: TrainConfig, values: Mapping[str, Any], source: str, *, saved: bool = False
+) -> TrainConfig:
+    """Return a copy of `config` with `values` set; unknown or mistyped keys raise naming `source`.
+
+    A key may name a section's field (`runtime.device`), or a section may take a mapping (merged
+    into it). `saved`: `values` is a saved config (config.json, a checkpoint's), which may hold the
+    internal fields and an earlier version's `extra`.
+    """
+    values = dict(values)
+    if "extra" in values:
+        if not saved:
+            raise TrainInputError(f"{source}: {_EXTRA_GONE}")
+        values.update(legacy_extra(values.pop("extra"), source))
+    fields = field_types(TrainConfig)
+    known = set(fields) if saved else set(fields) - set(INTERNAL_FIELDS)
+    unknown = sorted(str(k) for k in values if str(k).partition(".")[0] not in known)
     if unknown:
         raise TrainInputError(
             f"{source}: unknown config key(s) {', '.join(unknown)}; known keys: "
-            f"{', '.join(sorted(kinds))}"
+            f"{', '.join(sorted(known))}"
         )
-    coerced = {key: _coerce(key, value, kinds[key]) for key, value in values.items()}
-    return dataclasses.replace(config, **coerced)
+    return merge_options(config, values, source)
 
 
 def parse_set_options(items: typing.Sequence[str]) -> dict[str, Any]:
@@ -392,11 +419,12 @@ def validate(config: TrainConfig) -> None:
             "voxel_labels must be unanimous or majority",
         ),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise TrainInputError(f"config: {message}")
-    heap_mode(config.extra)
-    validate_extra(config.extra)
+    messages = [message for ok, message in checks if not ok]
+    messages += config.runtime.problems() + config.toy.problems()
+    if config.task_options and not config.task:
+        messages.append("task_options are a task's settings: they need a task")
+    if messages:
+        raise TrainInputError(f"config: {messages[0]}")
 
 
 def identity_hash(config: TrainConfig) -> str:
@@ -416,6 +444,7 @@ def identity_diff(saved: dict[str, Any], config: TrainConfig) -> list[str]:
     ]
 
 
-def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    """Rebuild a config written by `TrainConfig.to_dict` (e.g. from a run's config.json)."""
-    return apply_overrides(TrainConfig(), data, "saved config")
+def config_from_dict(data: Mapping[str, Any], source: str = "saved config") -> TrainConfig:
+    """Rebuild a config written by `TrainConfig.to_dict` (e.g. from a run's config.json, named
+    by `source` in messages); an earlier version's `extra` mapping is read into the sections."""
+    return apply_overrides(TrainConfig(), data, source, saved=True)

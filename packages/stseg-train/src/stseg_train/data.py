@@ -98,7 +98,8 @@ class SceneSamples(Dataset):
         self.train = train
         self.pipeline = pipeline_config(config)
         self.cache: dict[int, Any] = {}
-        self.use_cache = bool(config.extra.get("cache_scenes", config.dataset == "synthetic"))
+        cache = config.runtime.cache_scenes
+        self.use_cache = config.dataset == "synthetic" if cache is None else cache
 
     def __len__(self) -> int:
         return len(self.items)

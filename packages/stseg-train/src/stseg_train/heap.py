@@ -13,7 +13,7 @@ the synthetic recipe's Res16UNet14F (`benchmarks/bench_memory.py`): memory in us
 the heap's layout; the next step faults in only what it touches. It is a no-op where the C
 library has no `malloc_trim` (macOS, musl).
 
-The other choice, `retain_freed_memory` (`extra.heap_mode=retain`), trades the other way: no block
+The other choice, `retain_freed_memory` (`runtime.heap_mode=retain`), trades the other way: no block
 is ever mapped or trimmed, so after the first steps every activation reuses pages the process
 already has and no step pays page faults (the kernel zeroes each fresh page on first touch).
 Measured on a Res16UNet34C training step over 218k voxels, one thread, alternating fresh
@@ -29,24 +29,6 @@ import functools
 import sys
 from collections.abc import Callable
 from typing import Any
-
-from stseg_train.errors import TrainInputError
-
-HEAP_MODES = ("trim", "retain")  # the trainer's `extra.heap_mode`
-
-
-def heap_mode(extra: dict[str, Any]) -> str:
-    """The heap mode a config's `extra` asks for ("trim" when unset); raises on another value.
-
-    Called by config validation (before a run folder exists) and by the trainer (for configs
-    built in code)."""
-    mode = str(extra.get("heap_mode", "trim"))
-    if mode not in HEAP_MODES:
-        raise TrainInputError(
-            f"extra.heap_mode must be one of {', '.join(HEAP_MODES)}, got {mode!r}"
-        )
-    return mode
-
 
 # mallopt(3) parameter numbers (glibc's malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -74,7 +56,7 @@ def retain_freed_memory() -> bool:
     """Keep freed memory in the heap for reuse: no mmap'd blocks, no automatic trimming.
 
     Process-wide and for the rest of the process (that is what the C heap is); True when glibc
-    accepted both settings. The trainer calls it for `extra.heap_mode=retain` and then skips its
+    accepted both settings. The trainer calls it for `runtime.heap_mode=retain` and then skips its
     per-step `malloc_trim`.
     """
     mallopt = _glibc_function("mallopt", ctypes.c_int, ctypes.c_int)

@@ -38,13 +38,14 @@ def resolve_checkpoint(target: str | Path) -> Path:
     return periodic[-1]
 
 
-def load_trained(target: str | Path) -> tuple[torch.nn.Module, Any, Path]:
-    """(model in eval mode, its training config, checkpoint path) from a stseg-train checkpoint."""
+def load_trained(target: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, Any, Path]:
+    """(model in eval mode on `device`, its training config, checkpoint path) from a stseg-train
+    checkpoint."""
     from stseg_models import build_model
 
     path = resolve_checkpoint(target)
     payload = load_checkpoint(path)
-    config = config_from_dict(payload["config"])
+    config = config_from_dict(payload["config"], f"{path}: saved config")
     args = payload["model_args"]
     model = build_model(
         args["name"],
@@ -55,7 +56,7 @@ def load_trained(target: str | Path) -> tuple[torch.nn.Module, Any, Path]:
         bn_momentum=args.get("bn_momentum", 0.02),
     )
     model.load_state_dict(payload["state_dict"])
-    return model.eval(), config, path
+    return model.to(device).eval(), config, path
 
 
 def eval_output_path(target: str | Path, split: str, out: str | Path | None) -> Path:
@@ -77,8 +78,10 @@ def evaluate_checkpoint(
     rotations: int = 1,
     out: str | Path | None = None,
     overwrite: bool = False,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Metrics of a checkpoint on a split, written to `eval_output_path(target, split, out)`.
+    """Metrics of a checkpoint on a split, written to `eval_output_path(target, split, out)`; the
+    network runs on `device` (cpu, cuda, cuda:N).
 
     The output is checked first (an existing file is refused unless `overwrite`; the folder must
     be writable), so a refusal comes before the evaluation, not after it.
@@ -88,7 +91,7 @@ def evaluate_checkpoint(
     out_path = eval_output_path(target, split, out)
     refuse_existing(out_path, overwrite)
     check_writable(out_path.parent)
-    model, config, path = load_trained(target)
+    model, config, path = load_trained(target, device)
     config = dataclasses.replace(config, data=str(data))
     samples = SceneSamples(split_items(config, split), config, train=False)
     summary = evaluate_scenes(model, sparse_forward, samples, rotations=rotations)
@@ -108,6 +111,7 @@ def export_benchmark(
     split: str = "test",
     rotations: int = 1,
     overwrite: bool = False,
+    device: str = "cpu",
 ) -> list[Path]:
     """Write `<out>/<scene>.txt` (NYU40 id per vertex, ScanNet benchmark format) for each scene."""
     from stseg_data.labels import scannet20_to_nyu40
@@ -116,7 +120,7 @@ def export_benchmark(
     # network runs over every scene.
     refuse_existing(out, overwrite)
     check_writable(out)
-    model, config, _ = load_trained(target)
+    model, config, _ = load_trained(target, device)
     if config.num_classes != 20 or config.dataset not in ("scannet", "synthetic"):
         raise TrainInputError(
             f"export-benchmark writes ScanNet's 20-class submission; this checkpoint is "
@@ -132,7 +136,9 @@ def export_benchmark(
             raise TrainInputError(f"--data {root}: no {split}.txt and no {split}/*.ply scenes")
     samples = SceneSamples(
         items,
-        dataclasses.replace(config, extra={"cache_scenes": False}),
+        dataclasses.replace(
+            config, runtime=dataclasses.replace(config.runtime, cache_scenes=False)
+        ),
         train=False,
         require_labels=False,
     )

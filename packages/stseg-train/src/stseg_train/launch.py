@@ -24,6 +24,7 @@ def train_command(
     max_iter: int | None = None,
     batch_size: int | None = None,
     voxel_size: float | None = None,
+    threads: int | None = None,
     out: str | None = None,
     config_file: str | None = None,
     sets: tuple[str, ...] = (),
@@ -39,7 +40,7 @@ def train_command(
         if not (Path(resume) / CONFIG_NAME).is_file():
             raise TrainInputError(f"--resume {resume}: not a training run (no {CONFIG_NAME})")
         base = load_run_config(resume).to_dict()
-        task = base["extra"].get("task")
+        task = base["task"]
         if task:  # e.g. ssen-instance's embedding runs: their own command knows their data
             raise TrainInputError(
                 f"--resume {resume}: a {task} run; continue it with `{task} train --resume {resume}`"
@@ -53,6 +54,7 @@ def train_command(
         "max_iter": max_iter,
         "batch_size": batch_size,
         "voxel_size": voxel_size,
+        "threads": threads,
         "out": run,
     }
     config = resolve_config(dataset, config_file=config_file, options=options, sets=sets, base=base)

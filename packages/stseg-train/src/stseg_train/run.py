@@ -10,6 +10,7 @@ existing run unless resuming (RELIABILITY H3), locked, the resolved config writt
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -77,7 +78,7 @@ def worker(
 
 
 def _wants_cuda(config: TrainConfig) -> bool:
-    return bool(config.extra.get("device", "auto") != "cpu") and torch.cuda.is_available()
+    return config.runtime.device != "cpu" and torch.cuda.is_available()
 
 
 def train(
@@ -119,8 +120,9 @@ def launch_training(
     """Run `worker` here or in spawned processes, in an already prepared run directory."""
     nprocs = gpus or procs
     if nprocs > 1 and "WORLD_SIZE" not in os.environ:
-        if procs:
-            config.extra.setdefault("device", "cpu")
+        if procs and config.runtime.device == "auto":  # --procs: CPU processes (gloo)
+            runtime = dataclasses.replace(config.runtime, device="cpu")
+            config = dataclasses.replace(config, runtime=runtime)
         launch(worker, (config, components, resume, restart_from_scratch), nprocs)
         return None
     return worker(config, components, resume, restart_from_scratch)

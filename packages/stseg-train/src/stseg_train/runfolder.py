@@ -220,7 +220,7 @@ def load_run_config(run: str | Path) -> TrainConfig:
     path = Path(run) / CONFIG_NAME
     if not path.is_file():
         raise TrainInputError(f"{run}: not a training run (no {CONFIG_NAME})")
-    return config_from_dict(_read_config_json(path))
+    return config_from_dict(_read_config_json(path), str(path))
 
 
 def _read_config_json(path: Path) -> dict:

@@ -33,18 +33,16 @@ from stseg_train.run import launch_training, open_run
 log = logging.getLogger("stseg_train")
 
 
-ROOT_KEY = "synthetic_data_root"  # config.extra: the folder holding raw/ and prepared/
-
-
 def synthetic_data_root(config: TrainConfig) -> Path:
     """The synthetic data folder (raw/, prepared/, synthetic.json) of `config`.
 
     `config.data` names that folder on the command line (default `<out>/data`), but a run trains on
     its `prepared/` subfolder and saves that path as `data` in its config.json, with the folder
-    itself under `extra[ROOT_KEY]`. A resumed run starts from the saved config, so a `data` equal to
-    `<extra[ROOT_KEY]>/prepared` means "the run's own data"; anything else is a `--data` given now.
+    itself as `synthetic_data_root`. A resumed run starts from the saved config, so a `data` equal
+    to `<synthetic_data_root>/prepared` means "the run's own data"; anything else is a `--data`
+    given now.
     """
-    saved = config.extra.get(ROOT_KEY)
+    saved = config.synthetic_data_root
     if saved and Path(config.data) == Path(saved) / "prepared":
         return Path(saved)
     return Path(config.data) if config.data else Path(config.out) / "data"
@@ -155,8 +153,9 @@ def run_synthetic(
         raise TrainInputError("no run directory: pass --out RUN")
     run = Path(config.out)
     data_root = synthetic_data_root(config)
-    extra = {**config.extra, ROOT_KEY: str(data_root)}
-    config = dataclasses.replace(config, data=str(data_root / "prepared"), extra=extra)
+    config = dataclasses.replace(
+        config, data=str(data_root / "prepared"), synthetic_data_root=str(data_root)
+    )
     scenes = config.synthetic_train_scenes + config.synthetic_val_scenes
     synthetic_data_state(data_root, scenes, config.seed)  # a foreign --data: before any write
     with open_run(config, resume=resume, checkpoint_bytes=checkpoint_bytes(config)):

@@ -94,16 +94,16 @@ def toy_evaluate(model: torch.nn.Module, *, scenes: ToyScenes, num_classes: int)
 
 
 def toy_components(config: TrainConfig, ctx: DistContext) -> Components:
-    """Components of a toy run; `config.extra` may set toy_scenes, toy_points, toy_bn, toy_ignore."""
+    """Components of a toy run, sized by the config's `toy` section (`ToyOptions`)."""
     torch.manual_seed(config.seed)
     scenes = ToyScenes(
-        n=int(config.extra.get("toy_scenes", 8)),
-        points=int(config.extra.get("toy_points", 64)),
+        n=config.toy.scenes,
+        points=config.toy.points,
         num_classes=config.num_classes,
-        ignore_fraction=float(config.extra.get("toy_ignore", 0.05)),
+        ignore_fraction=config.toy.ignore,
     )
     return Components(
-        model=toy_model(config.num_classes, batch_norm=bool(config.extra.get("toy_bn", True))),
+        model=toy_model(config.num_classes, batch_norm=config.toy.bn),
         model_name="toy-mlp",
         model_args={"num_classes": config.num_classes},
         forward=toy_forward,

@@ -38,7 +38,7 @@ from stseg_train.distributed import (
 )
 from stseg_train.errors import NonFiniteError, TrainInputError, TrainRuntimeError
 from stseg_train.faults import inject_fault
-from stseg_train.heap import heap_mode, release_free_heap, retain_freed_memory
+from stseg_train.heap import release_free_heap, retain_freed_memory
 from stseg_train.loss import batch_loss, check_labels
 from stseg_train.monitor import Monitor
 from stseg_train.optim import build_optimizer, build_scheduler
@@ -96,8 +96,11 @@ class Trainer:
         self.recent_times: collections.deque[float] = collections.deque(maxlen=1000)
         # glibc keeps freed activations resident in its heap: trim every N steps (0 = never), or
         # keep every freed page for reuse (`heap_mode=retain`: faster steps, RSS at the peak)
-        self.heap_trim_every = int(config.extra.get("heap_trim_every", 1))
-        if heap_mode(config.extra) == "retain":
+        problems = config.runtime.problems()  # also for configs built in code, never validated
+        if problems:
+            raise TrainInputError(f"config: {problems[0]}")
+        self.heap_trim_every = config.runtime.heap_trim_every
+        if config.runtime.heap_mode == "retain":
             retain_freed_memory()
             self.heap_trim_every = 0
 
@@ -107,11 +110,11 @@ class Trainer:
         saved_world = int(payload["world_size"])
         position = Position(int(payload["epoch"]), int(payload["batch_in_epoch"]))
         if saved_world != self.ctx.world_size:
-            if position.batch != 0 and not self.config.extra.get("allow_reshard"):
+            if position.batch != 0 and not self.config.runtime.allow_reshard:
                 raise TrainInputError(
                     f"checkpoint at iteration {payload['iteration']} was written mid-epoch by "
                     f"{saved_world} process(es); resuming with {self.ctx.world_size} would reshuffle "
-                    "the epoch (use the same world size, or --set extra={allow_reshard: true})"
+                    "the epoch (use the same world size, or --set runtime.allow_reshard=true)"
                 )
             log.warning(
                 "world size changed %d -> %d: the global batch changes",
