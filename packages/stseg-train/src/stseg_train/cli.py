@@ -2,11 +2,12 @@
 
     stseg-train scannet|s3dis|synthia4d --data PREPARED [--model NAME] [--gpus N | --procs N]
         [--weights W] [--resume RUN] [--max-iter I] [--batch-size B] [--voxel-size V] [--out RUN]
-        [--config FILE] [--set key=value ...]
+        [--threads N] [--config FILE] [--set key=value ...]
     stseg-train synthetic [--out runs/synthetic] [...]   the main job on generated data
     stseg-train eval CHECKPOINT|RUN --data PREPARED [--rotations N] [--split val] [--out DIR|FILE]
-        [--overwrite]                                     writes eval_<split>.json
+        [--overwrite] [--device cpu|cuda|cuda:N] [--threads N]   writes eval_<split>.json
     stseg-train export-benchmark CHECKPOINT|RUN --data PREPARED --out DIR [--overwrite]
+        [--device cpu|cuda|cuda:N] [--threads N]
 
 Exit codes: 0 success, 2 bad input, 1 runtime failure, 3 stopped on non-finite values,
 4 stopped by SIGTERM after writing a checkpoint.
@@ -23,6 +24,7 @@ from typing import Any
 import click
 
 from stseg_data.cli_options import (
+    device_option,
     out_option,
     overwrite_option,
     resume_option,
@@ -55,11 +57,14 @@ def _training_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--max-iter", type=int, default=None, help="Optimizer steps in total."),
         click.option("--batch-size", type=int, default=None, help="Scenes per step per process."),
         click.option("--voxel-size", type=float, default=None, help="Voxel size (dataset units)."),
+        # recorded as the config's `threads` (spawned processes and --resume use it too)
+        threads_option(default="the config's threads; 0 there = cores / processes", expose=True),
         out_option("Run folder (must not exist; default runs/<command>)."),
         click.option("--config", "config_file", type=click.Path(), default=None,
                      help="YAML, TOML or JSON file of config keys."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-                     help="Override any config key (repeatable), e.g. --set lr=0.05."),
+                     help="Override any config key (repeatable), e.g. --set lr=0.05 or "
+                          "--set runtime.device=cpu."),
     ]  # fmt: skip
     for option in reversed(options):
         func = option(func)
@@ -99,15 +104,22 @@ for _dataset in ("scannet", "s3dis", "synthia4d", "synthetic"):
 @out_option("Folder for eval_<split>.json, or a .json file (default: eval_<split>.json in the run "
             "/ beside the checkpoint; the run's own metrics.json is never touched).")  # fmt: skip
 @overwrite_option("Replace an existing eval_<split>.json.")
+@device_option
 @threads_option()
 def eval_command(
-    target: str, data: str, split: str, rotations: int, out: Path | None, overwrite: bool
+    target: str,
+    data: str,
+    split: str,
+    rotations: int,
+    out: Path | None,
+    overwrite: bool,
+    device: str,
 ) -> None:
     """Per-class IoU, mIoU, mean and overall accuracy of CHECKPOINT|RUN (voxels and points)."""
     from stseg_train.jobs import evaluate_checkpoint
 
     summary = evaluate_checkpoint(
-        target, data, split=split, rotations=rotations, out=out, overwrite=overwrite
+        target, data, split=split, rotations=rotations, out=out, overwrite=overwrite, device=device
     )
     click.echo(summary["table"])
     click.echo(f"voxels: mIoU {summary['voxels']['miou']:.4f}; written {summary['written']}")
@@ -122,14 +134,15 @@ def eval_command(
 )
 @rotations_option
 @overwrite_option("Write into a non-empty --out, replacing existing <scene>.txt files.")
+@device_option
 @threads_option()
 def export_benchmark_command(
-    target: str, data: str, out: Path, split: str, rotations: int, overwrite: bool
+    target: str, data: str, out: Path, split: str, rotations: int, overwrite: bool, device: str
 ) -> None:
     """ScanNet semantic benchmark submission: one <scene>.txt of NYU40 ids per vertex."""
     from stseg_train.jobs import export_benchmark
 
     written = export_benchmark(
-        target, data, out, split=split, rotations=rotations, overwrite=overwrite
+        target, data, out, split=split, rotations=rotations, overwrite=overwrite, device=device
     )
     click.echo(f"wrote {len(written)} scene file(s) to {out}")
