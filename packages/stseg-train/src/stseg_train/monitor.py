@@ -1,20 +1,48 @@
-"""Observability on rank 0: a progress bar with ETA, TensorBoard scalars, and log lines."""
+"""Observability on rank 0: a progress bar with ETA, TensorBoard scalars, log lines, and the
+run's `log.jsonl` (one JSON object per logged step or validation, the file `stseg-viz curves`
+reads)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import resource
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
+from stseg_data.atomic import atomic_write
 from stseg_train.config import TrainConfig
 from stseg_train.distributed import DistContext
 from stseg_train.metrics import format_table
 
 log = logging.getLogger("stseg_train")
+LOG_NAME = "log.jsonl"  # in the run folder
+
+
+def open_training_log(run_dir: Path, start: int) -> IO[str]:
+    """The run's `log.jsonl`, open for appending, line-buffered (a killed run loses no line).
+
+    A run resumed from its checkpoint at `start` repeats the iterations after it, so the records a
+    killed run logged past `start` are dropped first (and a half-written last line): the log then
+    holds each iteration once, as a straight run's would.
+    """
+    path = run_dir / LOG_NAME
+    if path.exists():
+        kept = []
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            step = record.get("iter") if isinstance(record, dict) else None
+            if isinstance(step, int) and step <= start:
+                kept.append(line + "\n")
+        with atomic_write(path, "w") as handle:
+            handle.write("".join(kept))
+    return path.open("a", buffering=1)
 
 
 def peak_memory_mb(device: str) -> float:
@@ -33,8 +61,10 @@ class Monitor:
         self.ctx = ctx
         self.bar: Any = None
         self.writer: Any = None
+        self.log_file: IO[str] | None = None
         if not ctx.is_main:
             return
+        self.log_file = open_training_log(run_dir, start)
         if config.progress:
             from tqdm import tqdm
 
@@ -66,6 +96,8 @@ class Monitor:
                 for key in ("loss", "accuracy", "lr", "time"):
                     self.writer.add_scalar(f"train/{key}", stats[key], iteration)
                 self.writer.add_scalar("train/memory_mb", memory, iteration)
+            keys = ("loss", "accuracy", "lr", "time")
+            self._record({"iter": iteration, **{k: stats[k] for k in keys}, "memory_mb": memory})
             if self.bar is None:
                 log.info(
                     "iter %d loss %.4f acc %.3f lr %.5f %.2fs/it mem %.0f MiB",
@@ -86,14 +118,31 @@ class Monitor:
             for name, row in summary["per_class"].items():
                 if row["iou"] is not None:
                     self.writer.add_scalar(f"val_iou/{name}", row["iou"], iteration)
+        keys = ("miou", "mean_accuracy", "overall_accuracy")
+        self._record({"iter": iteration, **{f"val_{key}": summary[key] for key in keys}})
         message = f"validation at iteration {iteration}:\n{format_table(summary)}"
         if self.bar is not None:
             self.bar.write(message)
         else:
             log.info(message)
 
+    def _record(self, record: dict[str, Any]) -> None:
+        if self.log_file is not None:
+            self.log_file.write(json.dumps({k: _plain(v) for k, v in record.items()}) + "\n")
+
     def close(self) -> None:
+        if self.log_file is not None:
+            self.log_file.close()
         if self.bar is not None:
             self.bar.close()
         if self.writer is not None:
             self.writer.close()
+
+
+def _plain(value: Any) -> Any:
+    """A JSON number for a tensor or NumPy scalar; NaN as null (JSON has no NaN)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
