@@ -1,4 +1,4 @@
-"""`stseg-viz curves RUN` on a run `stseg-train` wrote, as users type both commands.
+"""`stseg-viz curves RUN` and `stseg-viz metrics` on a run `stseg-train` wrote, as users type them.
 
 The trainer's `log.jsonl` is the file stseg-viz reads: a training run logs every iteration
 (`log_freq=1`) and each validation, a run killed after its checkpoint and resumed holds each
@@ -68,3 +68,13 @@ def test_curves_draws_the_trainers_log(straight: Path, tmp_path: Path) -> None:
     done = run_command([str(BIN / "stseg-viz"), "curves", str(straight), "--out", str(out)])
     assert done.returncode == 0, done.stdout
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+
+
+def test_metrics_draws_the_trainers_metrics_json(straight: Path, tmp_path: Path) -> None:
+    out = tmp_path / "charts"
+    metrics = straight / "metrics.json"
+    done = run_command([str(BIN / "stseg-viz"), "metrics", str(metrics), "--out", str(out)])
+    assert done.returncode == 0, done.stdout
+    drawn = sorted(p.name for p in out.glob("*.png"))
+    assert "iou.png" in drawn, drawn
+    assert all((out / name).stat().st_size > 5000 for name in drawn)
