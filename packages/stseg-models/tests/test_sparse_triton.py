@@ -1,16 +1,22 @@
-"""Triton sparse-convolution kernels, checked on CPU with Triton's interpreter.
+"""Triton sparse-convolution kernels, checked on CPU: run by Triton's interpreter, and compiled.
 
-The kernels run in a child process started with ``TRITON_INTERPRET=1`` (Triton reads it once, at
-import; this process may already hold a compiled-mode Triton from another test): this file run as
-a script is that child. The parent builds every kernel map with the engine, the inputs and the
-references (the engine's torch passes, and torch autograd of a sum of dense 0/1 selection matrices
-times features times weights, in float64), and compares them with what the child's kernels
-return.
+Two child processes run at once (this file run as a script is both):
+
+* ``interpret``, started with ``TRITON_INTERPRET=1`` (Triton reads it once, at import; this process
+  may already hold a compiled-mode Triton from another test), runs the kernels and the autograd
+  function on every case. The parent builds each kernel map with the engine, the inputs and the
+  references (the engine's torch passes, and torch autograd of a sum of dense 0/1 selection
+  matrices times features times weights, in float64) and compares.
+* ``compile``, in compiled mode, builds both kernels for sm80 / sm90 with Triton's compiler and
+  the ptxas in its wheel (no GPU needed): what the interpreter cannot check.
+
+About 25 s of CPU for the two children, 15 s for the rest.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -41,6 +47,9 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # so the result's own rounding dominates: 2**-11 for fp16 (measured 3.4e-4), 2**-8 for bf16 on a GPU
 # (round to nearest), 2**-7 under the interpreter, which truncates float32 -> bf16 (measured 5.4e-3).
 TOLERANCE = {"fp32": 1e-5, "fp16": 1e-3, "bf16": 1e-2}
+# the ahead-of-time compile check: compute capabilities, dtypes, channels (64 -> 64: wgmma tiles)
+COMPILE_TARGETS = ((90, "fp32"), (90, "bf16"), (80, "bf16"))
+COMPILE_CHANNELS = (64, 64)
 MAP_FIELDS = ("counts", "num_in", "num_out", "identity", "mirror", "in_unique", "out_unique")
 
 
@@ -112,7 +121,7 @@ def _case(
 SPECS: dict[str, dict[str, Any]] = {
     # 3x3x3 on one set (identity and mirrored offsets), one row tile and a ragged second one
     "cube3": dict(points=200, extent=7, c_in=20, c_out=33, kernel=3, stride=1, dtype="fp32"),
-    "cube3_bf16": dict(points=200, extent=7, c_in=20, c_out=33, kernel=3, stride=1, dtype="bf16"),
+    "cube3_bf16": dict(points=120, extent=6, c_in=20, c_out=33, kernel=3, stride=1, dtype="bf16"),
     # 30 points (the engine's dictionary-built small map); 130 outputs: two column tiles
     "cube3_small_wide": dict(
         points=30, extent=5, c_in=7, c_out=130, kernel=3, stride=1, dtype="fp32", seed=3
@@ -169,32 +178,62 @@ def _map_state(kmap: KernelMap) -> dict[str, Any]:
     return {**state, "in_idx": kmap.in_idx, "out_idx": kmap.out_idx}
 
 
-def _run_child(cases: dict[str, dict[str, Any]], tmp: Path) -> dict[str, dict[str, Any]]:
-    """The kernels' outputs and gradients for every case, computed by the interpreter child."""
+def _start(mode: str, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, __file__, mode, *args], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def _finish(proc: subprocess.Popen[bytes], log: Path) -> None:
+    try:
+        proc.wait(timeout=110)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, log.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture(scope="module")
+def children(
+    cases: dict[str, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """Both children at once (two cores): the interpreter run of every case, and the
+    ahead-of-time compilation of the kernels for sm80 / sm90 in compiled mode."""
+    tmp = tmp_path_factory.mktemp("triton")
     sent = [
         {**{k: v for k, v in c.items() if k != "kmap"}, "map": _map_state(c["kmap"])}
         for c in cases.values()
     ]
-    inputs, outputs = tmp / "cases.pt", tmp / "results.pt"
-    torch.save(sent, inputs)
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, __file__, str(inputs), str(outputs)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=110,
+    torch.save(sent, tmp / "cases.pt")
+    base = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    base["TRITON_CACHE_DIR"] = str(tmp / "cache")  # a real compilation, not a cached one
+    interpret = _start(
+        "interpret",
+        [str(tmp / "cases.pt"), str(tmp / "results.pt")],
+        {**base, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"},
+        tmp / "interpret.log",
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    results: dict[str, dict[str, Any]] = torch.load(outputs, weights_only=True)
-    return results
+    compile_ = _start("compile", [str(tmp / "compiled.json")], base, tmp / "compile.log")
+    return {"tmp": tmp, "interpret": interpret, "compile": compile_}
 
 
 @pytest.fixture(scope="module")
-def results(
-    cases: dict[str, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, dict[str, Any]]:
-    return _run_child(cases, tmp_path_factory.mktemp("triton"))
+def results(children: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The kernels' outputs and gradients for every case, computed by the interpreter child."""
+    tmp = children["tmp"]
+    _finish(children["interpret"], tmp / "interpret.log")
+    out: dict[str, dict[str, Any]] = torch.load(tmp / "results.pt", weights_only=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def compiled(children: dict[str, Any]) -> dict[str, Any]:
+    """{"arch/dtype/kernel": facts about its cubin} from the compile child."""
+    tmp = children["tmp"]
+    _finish(children["compile"], tmp / "compile.log")
+    facts: dict[str, Any] = json.loads((tmp / "compiled.json").read_text())
+    return facts
 
 
 def _relative(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -253,6 +292,20 @@ def test_interpreter_reported_available(results: dict[str, dict[str, Any]]) -> N
     child = results["_env"]
     assert child["interpreting"] and child["available_cpu"]
     assert not child["use_triton_cpu"]  # never the engine's path on CPU, interpreter or not
+
+
+@needs_triton
+@pytest.mark.parametrize(("arch", "dtype"), COMPILE_TARGETS)
+def test_kernels_compile_for_gpus(arch: int, dtype: str, compiled: dict[str, Any]) -> None:
+    """Triton's compiler and ptxas build both kernels for the GPU (the interpreter never does):
+    half precision on tensor cores (wgmma on sm90, mma on sm80), float32 in IEEE FMAs."""
+    for kernel in ("gather_gemm", "weight_grad"):
+        facts = compiled[f"{arch}/{dtype}/{kernel}"]
+        assert facts["cubin_bytes"] > 1000
+        tensor_cores = facts["wgmma"] or facts["mma"]
+        assert tensor_cores == (dtype != "fp32"), (arch, dtype, kernel, facts)
+        if dtype != "fp32":
+            assert facts["wgmma"] == (arch >= 90), (arch, dtype, kernel, facts)
 
 
 def test_neighbour_tables_match_pair_loop(cases: dict[str, dict[str, Any]]) -> None:
@@ -346,6 +399,23 @@ def test_benchmark_cloud_and_error_measure() -> None:
 # --- the child: runs the kernels under the interpreter -------------------------------------------
 
 
+def _compile_child(outputs: str) -> None:
+    assert "TRITON_INTERPRET" not in os.environ
+    from stseg_models.sparse.triton.kernels import compile_ahead
+
+    facts = {}
+    for arch, dtype in COMPILE_TARGETS:
+        for kernel, binary in compile_ahead(arch, DTYPES[dtype], *COMPILE_CHANNELS).items():
+            ptx = binary.asm["ptx"]
+            facts[f"{arch}/{dtype}/{kernel}"] = {
+                "cubin_bytes": len(binary.asm["cubin"]),
+                "wgmma": "wgmma.mma_async" in ptx,
+                "mma": "mma.sync" in ptx,
+                "shared_bytes": binary.metadata.shared,
+            }
+    Path(outputs).write_text(json.dumps(facts, indent=1))
+
+
 def _child(inputs: str, outputs: str) -> None:
     assert os.environ.get("TRITON_INTERPRET") == "1"  # set before this process imported Triton
     from stseg_models.sparse.triton import kernels
@@ -379,4 +449,7 @@ def _child(inputs: str, outputs: str) -> None:
 
 
 if __name__ == "__main__":
-    _child(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "compile":
+        _compile_child(sys.argv[2])
+    else:
+        _child(sys.argv[2], sys.argv[3])

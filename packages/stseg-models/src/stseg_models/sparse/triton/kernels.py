@@ -15,10 +15,15 @@ Two kernels cover the three products (``out = sum_k gather(src) @ W_k``):
   partial sums go to a buffer summed afterwards (deterministic, unlike float32 atomics).
 
 Half-precision inputs are multiplied on tensor cores with float32 accumulation; float32 uses IEEE
-products unless ``torch.backends.cuda.matmul.allow_tf32`` is on (as `torch.mm` does).
+products unless ``torch.backends.cuda.matmul.allow_tf32`` is on (as `torch.mm` does). Tile sizes
+are fixed per channel count (`gather_gemm_config`, `weight_grad_config`), not autotuned: the
+GPU benchmark (benchmarks/triton_conv.py) is where other choices would be measured.
+`compile_ahead` builds the kernels for a GPU without one (the tests' check that they compile).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import triton
@@ -171,9 +176,34 @@ def _upcast(dtype: torch.dtype) -> bool:
     return dtype == torch.bfloat16 and interpreting()
 
 
+NUM_WARPS, NUM_STAGES = 4, 3
+
+
 def _launch_options() -> dict[str, int]:
     # the interpreter runs every program serially in NumPy: warps and stages mean nothing there
-    return {} if interpreting() else {"num_warps": 4, "num_stages": 3}
+    return {} if interpreting() else {"num_warps": NUM_WARPS, "num_stages": NUM_STAGES}
+
+
+def gather_gemm_config(c_src: int, c_dst: int, dtype: torch.dtype) -> dict[str, Any]:
+    """The constexpr arguments `gather_gemm` launches `_gather_gemm_kernel` with."""
+    return {
+        "BLOCK_M": 64,
+        "BLOCK_N": _block(c_dst, 16, 128),
+        "BLOCK_K": _block(c_src, 16, 32 if dtype == torch.float32 else 64),
+        "PRECISION": _precision(dtype),
+        "UPCAST": _upcast(dtype),
+    }
+
+
+def weight_grad_config(c_a: int, c_b: int, dtype: torch.dtype) -> dict[str, Any]:
+    """The constexpr arguments `weight_grad` launches `_weight_grad_kernel` with."""
+    return {
+        "BLOCK_M": _block(c_a, 16, 64),
+        "BLOCK_N": _block(c_b, 16, 64),
+        "BLOCK_P": 32,
+        "PRECISION": _precision(dtype),
+        "UPCAST": _upcast(dtype),
+    }
 
 
 def gather_gemm(
@@ -193,10 +223,8 @@ def gather_gemm(
     out = src.new_empty((n_rows, c_dst))
     if n_rows == 0 or c_dst == 0:
         return out
-    block_m = 64
-    block_n = _block(c_dst, 16, 128)
-    block_k = _block(c_src, 16, 64 if src.element_size() < 4 else 32)
-    grid = (triton.cdiv(n_rows, block_m), triton.cdiv(c_dst, block_n))
+    config = gather_gemm_config(c_src, c_dst, src.dtype)
+    grid = (triton.cdiv(n_rows, config["BLOCK_M"]), triton.cdiv(c_dst, config["BLOCK_N"]))
     _gather_gemm_kernel[grid](
         src,
         table,
@@ -211,11 +239,7 @@ def gather_gemm(
         sc,
         sn,
         out.stride(0),
-        BLOCK_M=block_m,
-        BLOCK_N=block_n,
-        BLOCK_K=block_k,
-        PRECISION=_precision(src.dtype),
-        UPCAST=_upcast(src.dtype),
+        **config,
         **_launch_options(),
     )
     return out
@@ -246,9 +270,9 @@ def weight_grad(
         return torch.zeros((k_count, c_a, c_b), dtype=torch.float32, device=a.device)
     splits, per_split = _splits(max(counts), k_count * c_a * c_b)
     partial = torch.empty((splits, k_count, c_a, c_b), dtype=torch.float32, device=a.device)
-    block_m = _block(c_a, 16, 64)
-    block_n = _block(c_b, 16, 64)
-    grid = (k_count, splits, triton.cdiv(c_a, block_m) * triton.cdiv(c_b, block_n))
+    config = weight_grad_config(c_a, c_b, a.dtype)
+    tiles = triton.cdiv(c_a, config["BLOCK_M"]) * triton.cdiv(c_b, config["BLOCK_N"])
+    grid = (k_count, splits, tiles)
     _weight_grad_kernel[grid](
         a,
         b,
@@ -262,11 +286,50 @@ def weight_grad(
         per_split,
         a.stride(0),
         b.stride(0),
-        BLOCK_M=block_m,
-        BLOCK_N=block_n,
-        BLOCK_P=32,
-        PRECISION=_precision(a.dtype),
-        UPCAST=_upcast(a.dtype),
+        **config,
         **_launch_options(),
     )
     return partial[0] if splits == 1 else partial.sum(0)
+
+
+_TYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+def compile_ahead(arch: int, dtype: torch.dtype, c_in: int, c_out: int) -> dict[str, Any]:
+    """Both kernels compiled for CUDA compute capability `arch` (e.g. 90), no GPU needed.
+
+    Triton's own compiler and the ptxas in its wheel turn the kernels into cubins exactly as a
+    first launch would (generic integer arguments: no divisibility specialisation), with the
+    constexprs of a forward of `c_in` -> `c_out` channels. The interpreter does not check that
+    a kernel compiles (it runs the Python); this does. Returns {kernel name: CompiledKernel}.
+    Compiled mode only (not under ``TRITON_INTERPRET=1``).
+    """
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    name = _TYPE_NAMES[dtype]
+    data = {"src_ptr", "w_ptr", "out_ptr", "a_ptr", "b_ptr"}
+    index = {"table_ptr", "a_idx_ptr", "b_idx_ptr", "starts_ptr"}
+    kernels = {
+        "gather_gemm": (_gather_gemm_kernel, gather_gemm_config(c_in, c_out, dtype)),
+        "weight_grad": (_weight_grad_kernel, weight_grad_config(c_in, c_out, dtype)),
+    }
+    target = GPUTarget("cuda", arch, 32)
+    options = {"num_warps": NUM_WARPS, "num_stages": NUM_STAGES}
+    compiled = {}
+    for key, (kernel, config) in kernels.items():
+        signature = {}
+        for arg in kernel.arg_names:
+            if arg in config:
+                signature[arg] = "constexpr"
+            elif arg in data:
+                signature[arg] = f"*{name}"
+            elif arg in index:
+                signature[arg] = "*i32"
+            elif arg == "partial_ptr":
+                signature[arg] = "*fp32"
+            else:
+                signature[arg] = "i32"
+        source = ASTSource(kernel, signature, config)
+        compiled[key] = triton.compile(source, target=target, options=options)
+    return compiled
