@@ -6,10 +6,13 @@ run in a scratch "clone" (a copy of noxfile.py beside links to the real packages
 constraints/), so a run never touches the repository's own runs/ folder. What the test
 substitutes, and nothing else:
 
-* `python3 -m pip install nox`: not run; nox must already be importable here (requirements/test.txt).
-* `python3 -m nox ...`: run with this interpreter as `python -m nox --no-venv --no-install -f
-  <scratch>/noxfile.py ...`: the sessions' own code, with this test environment (every package
-  installed editable) standing in for the virtual environment nox would build.
+* `python3 -m venv DIR`: run (in the scratch clone), and DIR must then hold `bin/activate` and
+  `bin/pip`; `. DIR/bin/activate` (or `source`): not run, this test environment stands in for it.
+* `pip install nox` (or `python3 -m pip install nox`): not run; nox must already be importable
+  here (requirements/test.txt).
+* `nox ...` (or `python3 -m nox ...`): run with this interpreter as `python -m nox --no-venv
+  --no-install -f <scratch>/noxfile.py ...`: the sessions' own code, with this test environment
+  (every package installed editable) standing in for the virtual environment nox would build.
 * `nox -s tests`: not run (it is this very suite).
 * the demo's `stseg-train synthetic`: a shim on PATH appends `--max-iter 2` and a 5-room data set
   (1 evaluation rotation, no loader worker), so the demo takes seconds, not ten minutes; every
@@ -126,6 +129,15 @@ def _sessions(nox_args: list[str]) -> list[str]:
     return names
 
 
+def _tool_of(words: list[str]) -> tuple[str, list[str]]:
+    """("pip" | "nox" | "venv" | "", its arguments) for `pip ...`, `python3 -m pip ...`, etc."""
+    if words[:2] == ["python3", "-m"] and len(words) > 2 and words[2] in ("pip", "nox", "venv"):
+        return words[2], words[3:]
+    if words[0] in ("pip", "pip3", "nox"):
+        return words[0].rstrip("3"), words[1:]
+    return "", words
+
+
 def _check_predict(args: list[str], clone: Path) -> None:
     """`stseg-models predict INPUT --out DIR`: DIR/<stem>_pred.ply labels every input point."""
     from plyfile import PlyData
@@ -161,26 +173,37 @@ def test_quickstart_runs_as_written(tmp_path: Path) -> None:
         "PATH": os.pathsep.join([str(_demo_shim(tmp_path, bin_dir)), str(bin_dir), fresh]),
     }
     ran: list[str] = []
+    venvs: list[Path] = []
     for words in commands:
         line = shlex.join(words)
-        if words[:3] == ["python3", "-m", "pip"]:
-            assert words[3:] == ["install", "nox"], f"unexpected pip line: {line}"
+        tool, args = _tool_of(words)
+        if words[0] in (".", "source"):
+            assert len(words) == 2 and any(
+                clone / words[1] == v / "bin" / "activate" for v in venvs
+            ), f"`{line}` activates no virtual environment the Quickstart created"
+            continue
+        if tool == "pip":
+            assert args == ["install", "nox"], f"unexpected pip line: {line}"
             try:
                 import nox  # noqa: F401
             except ImportError:
                 pytest.fail("nox is not installed in the test environment (requirements/test.txt)")
             continue
-        if words[:3] == ["python3", "-m", "nox"]:
-            if "tests" in _sessions(words[3:]):
+        if tool == "nox":
+            if "tests" in _sessions(args):
                 continue  # the suite running this test
             argv = [sys.executable, "-m", "nox", "--no-venv", "--no-install",
-                    "-f", str(clone / "noxfile.py"), *words[3:]]  # fmt: skip
+                    "-f", str(clone / "noxfile.py"), *args]  # fmt: skip
             done = subprocess.run(argv, cwd=clone, env=nox_env, capture_output=True, text=True)
         else:
             done = subprocess.run(["bash", "-c", line], cwd=clone, env=env,
                                   capture_output=True, text=True)  # fmt: skip
         assert done.returncode == 0, f"`{line}` exited {done.returncode}:\n{done.stderr[-3000:]}"
         ran.append(line)
+        if tool == "venv":
+            venv = clone / args[0]
+            assert (venv / "bin" / "activate").is_file() and (venv / "bin" / "pip").exists(), line
+            venvs.append(venv)
         posargs = words[words.index("--") + 1 :] if "--" in words else []
         if posargs[:2] == ["stseg-models", "predict"]:
             _check_predict(posargs, clone)
