@@ -290,7 +290,7 @@ def test_float32_forward_equals_engine_torch_path(
 @needs_triton
 def test_interpreter_reported_available(results: dict[str, dict[str, Any]]) -> None:
     child = results["_env"]
-    assert child["interpreting"] and child["available_cpu"]
+    assert child["interpreting"] and child["available_cpu"] and child["interpreted_kernels"]
     assert not child["use_triton_cpu"]  # never the engine's path on CPU, interpreter or not
 
 
@@ -426,6 +426,7 @@ def _child(inputs: str, outputs: str) -> None:
             "interpreting": interpreting(),
             "available_cpu": triton_available("cpu"),
             "use_triton_cpu": use_triton(torch.zeros(2, 2)),
+            "interpreted_kernels": kernels.INTERPRETED,
         }
     }
     default_split = kernels.PAIRS_PER_SPLIT

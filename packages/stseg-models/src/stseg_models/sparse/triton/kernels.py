@@ -29,8 +29,6 @@ import torch
 import triton
 import triton.language as tl
 
-from stseg_models.sparse.triton import interpreting
-
 # float32 partial sums of the weight gradient: at most this many values (256 MiB) across splits
 PARTIAL_ELEMENTS = 2**26
 # pairs one weight-gradient program sums before another split is worth its partial buffer
@@ -153,6 +151,11 @@ def _weight_grad_kernel(
     )
 
 
+# how Triton built the kernels: it reads TRITON_INTERPRET once, when first imported, so the kernels'
+# own type says whether they run in the interpreter, whatever the variable says now
+INTERPRETED = not isinstance(_gather_gemm_kernel, triton.runtime.jit.JITFunction)
+
+
 def _block(channels: int, low: int, high: int) -> int:
     """A power-of-two tile edge covering `channels`, within [low, high] (tl.dot needs >= 16)."""
     return max(low, min(high, triton.next_power_of_2(max(channels, 1))))
@@ -173,7 +176,7 @@ def _upcast(dtype: torch.dtype) -> bool:
     arithmetic of a tensor-core bfloat16 dot, so the check stays meaningful. Compiled kernels
     always hand bfloat16 to tl.dot.
     """
-    return dtype == torch.bfloat16 and interpreting()
+    return dtype == torch.bfloat16 and INTERPRETED
 
 
 NUM_WARPS, NUM_STAGES = 4, 3
@@ -181,7 +184,7 @@ NUM_WARPS, NUM_STAGES = 4, 3
 
 def _launch_options() -> dict[str, int]:
     # the interpreter runs every program serially in NumPy: warps and stages mean nothing there
-    return {} if interpreting() else {"num_warps": NUM_WARPS, "num_stages": NUM_STAGES}
+    return {} if INTERPRETED else {"num_warps": NUM_WARPS, "num_stages": NUM_STAGES}
 
 
 def gather_gemm_config(c_src: int, c_dst: int, dtype: torch.dtype) -> dict[str, Any]:
@@ -304,6 +307,8 @@ def compile_ahead(arch: int, dtype: torch.dtype, c_in: int, c_out: int) -> dict[
     a kernel compiles (it runs the Python); this does. Returns {kernel name: CompiledKernel}.
     Compiled mode only (not under ``TRITON_INTERPRET=1``).
     """
+    if INTERPRETED:
+        raise RuntimeError("compile_ahead needs compiled mode: TRITON_INTERPRET was on at import")
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
