@@ -20,6 +20,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,10 @@ HAS_TRITON = importlib.util.find_spec("triton") is not None
 needs_triton = pytest.mark.skipif(
     not HAS_TRITON, reason="triton is not installed (pip install 'stseg-models[cuda]')"
 )
+# the first test to ask for the children waits for both (about 30 s on an idle 2-core machine,
+# a minute or more beside a CI run): more than the suite's 120 s default allows under load
+CHILD_WAIT_S = 280
+waits_for_children = pytest.mark.timeout(CHILD_WAIT_S + 20)
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # max |error| / max |reference|, the reference in float64 from the same rounded inputs. float32:
 # another summation order (measured about 1.5e-7). fp16 / bf16: products are exact and sums float32,
@@ -187,7 +192,7 @@ def _start(mode: str, args: list[str], env: dict[str, str], log: Path) -> subpro
 
 def _finish(proc: subprocess.Popen[bytes], log: Path) -> None:
     try:
-        proc.wait(timeout=110)
+        proc.wait(timeout=CHILD_WAIT_S)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -197,7 +202,7 @@ def _finish(proc: subprocess.Popen[bytes], log: Path) -> None:
 @pytest.fixture(scope="module")
 def children(
     cases: dict[str, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Any]:
+) -> Iterator[dict[str, Any]]:
     """Both children at once (two cores): the interpreter run of every case, and the
     ahead-of-time compilation of the kernels for sm80 / sm90 in compiled mode."""
     tmp = tmp_path_factory.mktemp("triton")
@@ -215,7 +220,11 @@ def children(
         tmp / "interpret.log",
     )
     compile_ = _start("compile", [str(tmp / "compiled.json")], base, tmp / "compile.log")
-    return {"tmp": tmp, "interpret": interpret, "compile": compile_}
+    yield {"tmp": tmp, "interpret": interpret, "compile": compile_}
+    for proc in (interpret, compile_):  # a child no test waited for (deselected) ends here
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -252,6 +261,7 @@ def _references(case: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 
 @needs_triton
+@waits_for_children
 @pytest.mark.parametrize("name", list(SPECS))
 def test_kernels_match_reference(
     name: str, cases: dict[str, dict[str, Any]], results: dict[str, dict[str, Any]]
@@ -275,6 +285,7 @@ def test_kernels_match_reference(
 
 
 @needs_triton
+@waits_for_children
 def test_float32_forward_equals_engine_torch_path(
     cases: dict[str, dict[str, Any]], results: dict[str, dict[str, Any]]
 ) -> None:
@@ -288,6 +299,7 @@ def test_float32_forward_equals_engine_torch_path(
 
 
 @needs_triton
+@waits_for_children
 def test_interpreter_reported_available(results: dict[str, dict[str, Any]]) -> None:
     child = results["_env"]
     assert child["interpreting"] and child["available_cpu"] and child["interpreted_kernels"]
@@ -295,6 +307,7 @@ def test_interpreter_reported_available(results: dict[str, dict[str, Any]]) -> N
 
 
 @needs_triton
+@waits_for_children
 @pytest.mark.parametrize(("arch", "dtype"), COMPILE_TARGETS)
 def test_kernels_compile_for_gpus(arch: int, dtype: str, compiled: dict[str, Any]) -> None:
     """Triton's compiler and ptxas build both kernels for the GPU (the interpreter never does):
