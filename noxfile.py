@@ -34,6 +34,7 @@ CPU_CONSTRAINTS = ROOT / "constraints" / "cpu.txt"
 sys.path.insert(0, str(ROOT / "tools"))
 import torch_pin  # noqa: E402  (a module of this repository, found through the line above)
 
+TRITON = "triton; sys_platform == 'linux' and platform_machine == 'x86_64'"
 nox.options.sessions = ["tests"]
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
@@ -121,7 +122,9 @@ def _console_scripts() -> dict[str, str]:
 def tests(session: nox.Session) -> None:
     """Every package's tests and the repository's own (tests/: pins, licence) (CPU; GPU-marked
     tests skip without CUDA)."""
-    install_packages(session, "-r", "requirements/test.txt")
+    # Triton (Linux x86-64 wheels only) lets tests/test_sparse_triton.py run the CUDA kernels under
+    # its CPU interpreter; its version is pinned in constraints/cpu.txt
+    install_packages(session, "-r", "requirements/test.txt", TRITON)
     session.env.setdefault("OMP_NUM_THREADS", "2")
     session.run("pytest", str(ROOT / "tests"), *session.posargs)
     for folder in discover_packages():
