@@ -10,7 +10,7 @@ prints, at every tenth of the run, this process's RSS (`VmRSS` of /proc/self/sta
 worker's RSS. Growth is measured after warm-up: from iteration `--warmup` (default 100) to the
 last; the target is under 10 %. Periodic validation is off (it would add its own allocations
 at fixed points: pass `--val-freq`). `--no-heap-trim` turns off the trainer's per-step
-`malloc_trim` (`extra.heap_trim_every=0`) to show the growth it prevents (see `stseg_train.heap`).
+`malloc_trim` (`runtime.heap_trim_every=0`) to show the growth it prevents (see `stseg_train.heap`).
 """
 
 from __future__ import annotations
@@ -89,9 +89,9 @@ def train_and_sample(args: argparse.Namespace, data: Path, out: Path) -> list[di
     sets = ["progress=false", f"threads={args.threads}"]
     sets.append(f"val_freq={args.val_freq or args.iterations + 1}")
     if args.no_heap_trim:
-        sets.append("extra={heap_trim_every: 0}")
+        sets.append("runtime.heap_trim_every=0")
     if args.heap_retain:
-        sets.append("extra={heap_mode: retain}")
+        sets.append("runtime.heap_mode=retain")
     config = resolve_config("synthetic", options={"data": str(data), "out": str(out),
                             "max_iter": args.iterations}, sets=sets)  # fmt: skip
     every = max(1, args.iterations // 10)
@@ -141,7 +141,7 @@ def main() -> int:
     parser.add_argument("--no-heap-trim", action="store_true",
                         help="turn off the trainer's per-step malloc_trim")  # fmt: skip
     parser.add_argument("--heap-retain", action="store_true",
-                        help="the trainer's extra.heap_mode=retain (freed memory kept for reuse)")  # fmt: skip
+                        help="the trainer's runtime.heap_mode=retain (freed memory kept for reuse)")  # fmt: skip
     args = parser.parse_args()
     args.iterations = args.iterations or (200 if args.quick else 1000)
     scenes = 20 if args.quick else 100
