@@ -60,3 +60,37 @@ def test_torchrun_two_processes_match_one_process_with_the_doubled_batch(tmp_pat
     losses = {n: [loss for _, loss in final[n]["trainer"]["recent_losses"]] for n in final}
     assert losses["two"] == pytest.approx(losses["one"], abs=1e-6)
     assert len(losses["one"]) == 4 and losses["one"][-1] < losses["one"][0]  # it trained
+
+
+def test_the_readmes_torchrun_command_trains_a_dataset_run(tmp_path: Path) -> None:
+    """`torchrun --standalone --nproc-per-node N -m stseg_train scannet --data D --out RUN`, as the
+    README writes it (2 CPU processes, a tiny prepared ScanNet set, 2 iterations)."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    raw, prepared, run = tmp_path / "raw", tmp_path / "prepared", tmp_path / "run"
+    for argv in (
+        [
+            str(bin_dir / "stseg-data"),
+            "synth",
+            "scannet",
+            str(raw),
+            "--scenes",
+            "3",
+            "--spacing",
+            "0.1",
+        ],
+        [str(bin_dir / "stseg-data"), "preprocess", "scannet", str(raw), str(prepared)],
+    ):
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=200)
+        assert done.returncode == 0, done.stderr[-2000:]
+    done = subprocess.run(
+        [str(bin_dir / "torchrun"), "--standalone", "--nproc-per-node", "2", "-m", "stseg_train",
+         "scannet", "--data", str(prepared), "--out", str(run), "--model", "Res16UNet14A",
+         "--voxel-size", "0.4", "--max-iter", "2", "--batch-size", "1", "--threads", "1",
+         "--set", "progress=false", "--set", "tensorboard=false", "--set", "val_freq=2"],
+        env=env, capture_output=True, text=True, timeout=200,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    final = torch.load(run / "checkpoints" / "final.pth", weights_only=True)
+    assert final["world_size"] == 2 and final["iteration"] == 2
+    assert (run / "metrics.json").is_file() and not (run / ".lock").exists()
