@@ -742,12 +742,14 @@ def main() -> None:
     from stseg_data.atomic import atomic_write
 
     small_engines = {e: NATIVE if e == "native" else import_minkowski() for e in engines[:2]}
+    load_at_start = os.getloadavg()
     small = bench_small(small_engines, args.small_rounds or (10 if args.quick else 30))
     print_small(small)
     if args.small_only:
         report = {
             "threads": threads,
             "torch": torch.__version__,
+            "load_average_at_start": load_at_start,
             "load_average_at_end": os.getloadavg(),
             "small_inputs": small,
         }

@@ -12,7 +12,9 @@ and features, a convolution forward (a new coordinate manager, so the kernel map
 
 Engines run interleaved (native, MinkowskiEngine, native, ...), each round timing a batch of
 iterations sized to about `BATCH_SECONDS`, so load changes on a shared machine hit both alike.
-Reported: the median per-iteration time per engine and the median of the per-round ratios.
+Reported: the median per-iteration time per engine and the median of the per-round ratios, in
+wall-clock time and in process CPU time (``*_cpu_ms``): on a loaded machine the wall-clock time
+also counts the moments another process held the core, the CPU time does not.
 """
 
 from __future__ import annotations
@@ -88,19 +90,24 @@ def bench_small(engines: dict[str, ModuleType], rounds: int) -> list[dict[str, A
         steps = {name: make_step(me, workload) for name, me in engines.items()}
         sizes = {name: _batch_size(step) for name, step in steps.items()}
         times: dict[str, list[float]] = {name: [] for name in steps}
+        cpu: dict[str, list[float]] = {name: [] for name in steps}
         for _ in range(rounds):
             for name, step in steps.items():
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 for _ in range(sizes[name]):
                     step()
                 times[name].append((time.perf_counter() - start) / sizes[name] * 1e3)
+                cpu[name].append((time.process_time() - start_cpu) / sizes[name] * 1e3)
         row: dict[str, Any] = {"workload": workload, "rounds": rounds}
         for name, series in times.items():
             row[f"{name}_ms"] = round(statistics.median(series), 4)
+            row[f"{name}_cpu_ms"] = round(statistics.median(cpu[name]), 4)
             row[f"{name}_iterations_per_round"] = sizes[name]
         if "minkowski" in times:
             ratios = [a / b for a, b in zip(times["native"], times["minkowski"], strict=True)]
             row["native_over_minkowski"] = round(statistics.median(ratios), 2)
+            ratios = [a / b for a, b in zip(cpu["native"], cpu["minkowski"], strict=True) if b > 0]
+            row["native_over_minkowski_cpu"] = round(statistics.median(ratios), 2)
         rows.append(row)
     return rows
 
@@ -108,5 +115,10 @@ def bench_small(engines: dict[str, ModuleType], rounds: int) -> list[dict[str, A
 def print_small(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         me = row.get("minkowski_ms")
-        tail = f"  minkowski {me:.3f} ms  ratio {row['native_over_minkowski']:.2f}x" if me else ""
+        tail = ""
+        if me:
+            tail = (
+                f"  minkowski {me:.3f} ms  ratio {row['native_over_minkowski']:.2f}x"
+                f" (CPU time {row['native_over_minkowski_cpu']:.2f}x)"
+            )
         print(f"small  {row['workload']:<11} native {row['native_ms']:.3f} ms{tail}")

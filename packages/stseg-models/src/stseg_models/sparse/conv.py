@@ -202,9 +202,7 @@ class MinkowskiConvolutionBase(MinkowskiModuleBase):
             out_key = output_key(x, coordinates, int(gen.expand_coordinates))
         kmap = manager.kernel_map_for(x.coordinate_map_key, out_key, gen, self.is_transpose)
         weight = self.kernel if self.kernel.dim() == 3 else self.kernel.unsqueeze(0)
-        out = sparse_conv(x.F, weight, kmap)
-        if self.bias is not None:
-            out = out + self.bias
+        out = sparse_conv(x.F, weight, kmap, self.bias)  # the bias added in the same autograd node
         return SparseTensor(out, coordinate_map_key=out_key, coordinate_manager=manager)
 
     def _out_key(self, x: SparseTensor) -> CoordinateMapKey:

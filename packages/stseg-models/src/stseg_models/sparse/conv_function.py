@@ -1,6 +1,6 @@
 """Sparse convolution as a custom autograd function over a cached kernel map.
 
-A pass computes ``dst[s] (+)= src[g] @ W_k`` over every pair (g, s) of every offset k. Three kinds:
+A pass computes ``dst[s] (+)= src[g] @ W_k`` over every pair (g, s) of every offset k. Four kinds:
 
 * direct, when every destination row has at most one pair (`KernelMap.out_unique` going forward,
   `in_unique` going backward): per offset, gather and multiply into an offset-major buffer, then
@@ -10,6 +10,10 @@ A pass computes ``dst[s] (+)= src[g] @ W_k`` over every pair (g, s) of every off
   the input gradient of its transpose) and most (row, offset) slots are filled: gather each
   destination row's K source rows side by side (`KernelMap.sources`) and multiply by the
   flattened kernel, one GEMM per piece of rows with the reduction inside it.
+* batched, on CPU, for a map too large for the small route (`SMALL_PATCH_ELEMENTS`) whose pairs,
+  padded to the largest offset's count (`KernelMap.padded`), are few (`BATCHED_SCALE`): one
+  gather, one `bmm` over the offsets and one `index_add_` per pass; multiplying a thousand-point
+  map is cheap, its ~100 per-offset operations were the cost.
 * reduce, otherwise: destination rows are cut into chunks (`KernelMap.plan`); per chunk and offset,
   gather and multiply into a pair buffer, then sum the buffer into the chunk's rows with
   `embedding_bag` (parallel, several times faster on CPU than `index_add_`).
@@ -51,6 +55,13 @@ PATCH_MIN_FILL = 0.25  # a patch pass multiplies empty slots too: only worth it 
 # gather and one GEMM each way (`_small_forward`): for tiny inputs each tensor operation's dispatch,
 # not arithmetic, is the cost (a 16-point 3x3 convolution: ~60 operations per pass before)
 SMALL_PATCH_ELEMENTS = 2**16
+# a CPU map too large for that but whose padded pair layout (`KernelMap.padded`) holds at most
+# BATCHED_SCALE x SMALL_PATCH_ELEMENTS values per side (2**18) runs batched (`_batched_forward`): one
+# gather, one `bmm` and one `index_add_` per pass instead of ~4 operations per offset (a 1000-point
+# 3x3x3 convolution 16->16, forward and backward: 3.5 ms -> 1.6 ms); past ~10k points the per-offset
+# routes are as fast and use less memory. SMALL_PATCH_ELEMENTS = 0 turns both small-map routes off.
+BATCHED_SCALE = 4
+BATCHED_MAX_PADDING = 1.5  # padded slots per pair at most: padding is multiplied like pairs
 
 
 def _on_cpu(tensor: torch.Tensor) -> bool:
@@ -303,6 +314,95 @@ def _small_backward(
     return grad_feats, grad_weight
 
 
+def _is_batched(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> bool:
+    """A CPU map whose padded layout is small and mostly pairs (not small enough for patches)."""
+    if not _on_cpu(feats):
+        return False
+    ks, width = kmap.padded_offsets()
+    slots = len(ks) * width
+    pairs = sum(kmap.counts) - (kmap.counts[kmap.identity] if kmap.identity >= 0 else 0)
+    channels = max(weight.shape[1], weight.shape[2])
+    return (
+        pairs > 0
+        and slots * channels <= BATCHED_SCALE * SMALL_PATCH_ELEMENTS
+        and slots <= BATCHED_MAX_PADDING * pairs
+    )
+
+
+def _with_spare_row(rows: torch.Tensor) -> torch.Tensor:
+    """[N + 1, C]: `rows` and a zero row (what padded slots gather)."""
+    return torch.cat([rows, rows.new_zeros((1, rows.shape[1]))])
+
+
+def _offset_weights(weight: torch.Tensor, ks: list[int]) -> torch.Tensor:
+    """weight [K, C_in, C_out] of offsets `ks` (all but the identity, or all)."""
+    return weight if len(ks) == weight.shape[0] else weight[ks]
+
+
+def _batched_gather(feats: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+    """[K', w, C]: feats of every padded slot of `KernelMap.padded` (zeros in the padding)."""
+    ks, width, rows_in, _ = kmap.padded()
+    return _with_spare_row(feats).index_select(0, rows_in).view(len(ks), width, -1)
+
+
+def _dense_plus_scatter(
+    dense: torch.Tensor | None, rows: int, width: int, like: torch.Tensor
+) -> torch.Tensor:
+    """[rows + 1, width] destination: `dense` (the identity's product) or zeros, plus a spare row."""
+    out = like.new_empty((rows + 1, width))
+    if dense is None:
+        out.zero_()
+    else:
+        out[:rows] = dense
+        out[rows].zero_()
+    return out
+
+
+def _batched_forward(
+    feats: torch.Tensor, gathered: torch.Tensor, weight: torch.Tensor, kmap: KernelMap
+) -> torch.Tensor:
+    """`conv_forward` of a batched map: one `bmm` over the padded groups, summed into rows."""
+    ks, _, _, rows_out = kmap.padded()
+    dense = feats @ weight[kmap.identity] if kmap.identity >= 0 else None
+    out = _dense_plus_scatter(dense, kmap.num_out, weight.shape[2], feats)
+    products = torch.bmm(gathered, _offset_weights(weight, ks))
+    out.index_add_(0, rows_out, products.view(-1, weight.shape[2]))
+    return out[: kmap.num_out]
+
+
+def _batched_backward(
+    grad_out: torch.Tensor,
+    feats: torch.Tensor,
+    gathered: torch.Tensor,
+    weight: torch.Tensor,
+    kmap: KernelMap,
+    need_feats: bool,
+    need_weight: bool,
+    weight_grad_dtype: torch.dtype | None,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """`conv_backward` of a batched map, given its forward's gathered slots (`_batched_gather`)."""
+    ks, width, rows_in, rows_out = kmap.padded()
+    grads = _with_spare_row(grad_out).index_select(0, rows_out).view(len(ks), width, -1)
+    grad_weight = None
+    if need_weight:
+        dtype = weight_grad_dtype or weight.dtype
+        per_offset = _cast(torch.bmm(gathered.transpose(1, 2), grads), dtype)
+        if kmap.identity >= 0:
+            grad_weight = weight.new_empty(weight.shape, dtype=dtype)
+            grad_weight[ks] = per_offset
+            grad_weight[kmap.identity] = _cast(feats.t() @ grad_out, dtype)
+        else:
+            grad_weight = per_offset
+    grad_feats = None
+    if need_feats:
+        dense = grad_out @ weight[kmap.identity].t() if kmap.identity >= 0 else None
+        grad_feats = _dense_plus_scatter(dense, kmap.num_in, weight.shape[1], grad_out)
+        per_slot = torch.bmm(grads, _offset_weights(weight, ks).transpose(1, 2))
+        grad_feats.index_add_(0, rows_in, per_slot.view(-1, weight.shape[1]))
+        grad_feats = grad_feats[: kmap.num_in]
+    return grad_feats, grad_weight
+
+
 def _patch_worthwhile(kmap: KernelMap) -> bool:
     return kmap.in_unique and kmap.fill() >= PATCH_MIN_FILL
 
@@ -389,51 +489,87 @@ def _autocast_off(device: str) -> AbstractContextManager[Any]:
 
 
 class SparseConvolutionFunction(torch.autograd.Function):
-    """autograd wrapper: apply(feats [N_in, C_in], weight [K, C_in, C_out], kmap) -> [N_out, C_out].
+    """autograd wrapper: apply(feats [N_in, C_in], weight [K, C_in, C_out], kmap, bias=None) ->
+    [N_out, C_out].
 
     Under `torch.autocast` both operands are cast to its dtype (bf16/fp16) and the pass runs in it,
     as autocast runs `torch.mm`; the weight gradient is summed in the weight's own dtype (float32)
-    and both gradients come back in their inputs' dtypes.
+    and both gradients come back in their inputs' dtypes. A `bias` is added as ``out + bias`` would
+    add it (same dtype promotion, its gradient ``grad.sum_to_size(bias.shape)``), inside this one
+    autograd node: for a tiny convolution a second node and its broadcast reduction cost more than
+    the addition.
     """
 
     @staticmethod
     def forward(
+        ctx: Any,
+        feats: torch.Tensor,
+        weight: torch.Tensor,
+        kmap: KernelMap,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        out = SparseConvolutionFunction._convolve(ctx, feats, weight, kmap)
+        ctx.bias = None if bias is None else (bias.shape, bias.dtype)
+        if bias is None:
+            return out
+        dtype = torch.promote_types(out.dtype, bias.dtype)
+        return (out if dtype == out.dtype else out.to(dtype)).add_(bias)  # out is ours: in place
+
+    @staticmethod
+    def _convolve(
         ctx: Any, feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap
     ) -> torch.Tensor:
         dtype = compute_dtype(feats, weight)
         ctx.dtypes = feats.dtype, weight.dtype
         feats, weight = _cast(feats.contiguous(), dtype), _cast(weight, dtype)
         ctx.kmap = kmap
-        ctx.small = _is_small(feats, kmap) and not _is_pointwise(kmap)
+        ctx.route = "general"
+        if _is_small(feats, kmap) and not _is_pointwise(kmap):
+            ctx.route = "small"
+        elif _is_batched(feats, weight, kmap):
+            ctx.route = "batched"
         with _autocast_off(feats.device.type):
-            if ctx.small:  # the patch matrix is all backward needs of feats: kept, not rebuilt
+            if ctx.route == "small":  # the patch matrix is all backward needs of feats: kept
                 patch = _small_patch(feats, kmap)
                 ctx.save_for_backward(patch, weight)
                 return torch.mm(patch, weight.reshape(-1, weight.shape[2]))
+            if ctx.route == "batched":  # the gathered slots are kept for the weight gradient
+                gathered = _batched_gather(feats, kmap)
+                ctx.save_for_backward(feats, gathered, weight)
+                return _batched_forward(feats, gathered, weight, kmap)
             ctx.save_for_backward(feats, weight)
             return conv_forward(feats, weight, kmap)
 
     @staticmethod
     def backward(
         ctx: Any, grad_out: torch.Tensor
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
-        feats, weight = ctx.saved_tensors
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, torch.Tensor | None]:
+        grad_bias = None
+        if ctx.bias is not None and ctx.needs_input_grad[3]:
+            shape, bias_dtype = ctx.bias  # what autograd does for a broadcast ``out + bias``
+            grad_bias = _cast(grad_out.sum_to_size(shape), bias_dtype)
         feats_dtype, weight_dtype = ctx.dtypes
-        with _autocast_off(feats.device.type):
-            # a small map saved its patch matrix in place of feats (same arguments otherwise)
-            backward = _small_backward if ctx.small else conv_backward
-            gf, gw = backward(
-                _cast(grad_out, weight.dtype),
-                feats,
-                weight,
-                ctx.kmap,
-                ctx.needs_input_grad[0],
-                ctx.needs_input_grad[1],
-                weight_dtype,
-            )
-        return (_cast(gf, feats_dtype) if gf is not None else None), gw, None
+        saved = ctx.saved_tensors  # (each access unpacks them again)
+        grad_out = _cast(grad_out, saved[-1].dtype)
+        needs = ctx.needs_input_grad[0], ctx.needs_input_grad[1], weight_dtype
+        with _autocast_off(grad_out.device.type):
+            if ctx.route == "batched":
+                feats, gathered, weight = saved
+                # (its gathers copy grad_out: an expanded one needs no contiguous copy first)
+                gf, gw = _batched_backward(grad_out, feats, gathered, weight, ctx.kmap, *needs)
+            else:
+                # a small map saved its patch matrix in place of feats (same arguments otherwise)
+                feats, weight = saved
+                backward = _small_backward if ctx.route == "small" else conv_backward
+                gf, gw = backward(grad_out, feats, weight, ctx.kmap, *needs)
+        return (_cast(gf, feats_dtype) if gf is not None else None), gw, None, grad_bias
 
 
-def sparse_conv(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
-    """Differentiable sparse convolution (see `SparseConvolutionFunction`)."""
-    return SparseConvolutionFunction.apply(feats, weight, kmap)
+def sparse_conv(
+    feats: torch.Tensor,
+    weight: torch.Tensor,
+    kmap: KernelMap,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Differentiable sparse convolution, plus `bias` [1, C_out] if given (`SparseConvolutionFunction`)."""
+    return SparseConvolutionFunction.apply(feats, weight, kmap, bias)

@@ -115,7 +115,7 @@ class _ConvolutionFunctionBase(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:
-        grad_feats, grad_weight, _ = SparseConvolutionFunction.backward(ctx, grad_out)
+        grad_feats, grad_weight, *_ = SparseConvolutionFunction.backward(ctx, grad_out)
         if grad_weight is not None:
             grad_weight = grad_weight.reshape(ctx.weight_shape)
         return grad_feats, grad_weight, None, None, None, None, None

@@ -3,11 +3,12 @@
 Built without per-point Python loops: both coordinate sets are hashed into one linear key space
 (`hashing.Box`); neighbour keys are looked up through a dense key -> row table when the bounding
 box is small enough (one gather per query) or by binary search over the sorted input keys
-otherwise. On CPU the lookup runs one offset at a time (working arrays stay in cache), and for a
-same-set map with a symmetric kernel only half the offsets are looked up: offset -d's pairs are
-offset d's read backwards. On other devices all ``K x N_out`` keys are looked up at once, with no
-per-offset host sync. Pairs are stored concatenated as int32, grouped by offset (kernel order) and
-by output row within each offset; group sizes live on the host so layers split them without syncs.
+otherwise. On CPU a large map's lookup runs one offset at a time (working arrays stay in cache),
+and for a same-set map with a symmetric kernel only half the offsets are looked up: offset -d's
+pairs are offset d's read backwards. On other devices, and for CPU maps of at most
+`ALL_AT_ONCE_QUERIES` queries, all ``K x N_out`` keys are looked up at once, with no per-offset host
+sync. Pairs are stored concatenated as int32, grouped by offset (kernel order) and by output row
+within each offset; group sizes live on the host so layers split them without syncs.
 
 Two flags let layers skip work: `in_unique` / `out_unique` say every input / output row has at
 most one pair (a stride-2, size-2 convolution: each fine row has exactly one coarse parent), so
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -30,6 +32,10 @@ from stseg_models.sparse.scatter_plan import ScatterPlan, build_plan
 # most (output row, offset) queries a CPU map answers with a dictionary (`small.small_kernel_map`);
 # 16 points x 27 offsets is 432: below about a thousand, dispatching tensor operations costs more
 SMALL_QUERIES = 1024
+# most queries a CPU map answers with one [K, N_out] lookup of every offset at once, as on other
+# devices: below this the ~5 tensor operations per offset of the per-offset loop dominate (a
+# 1000-point 3x3x3 map took half the time at once); from ~4000 points the loop, cache-resident, wins
+ALL_AT_ONCE_QUERIES = 2**16
 
 
 @dataclass
@@ -60,6 +66,9 @@ class KernelMap:
     _slots: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     _sources: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
     _patch_rows: torch.Tensor | None = field(default=None, repr=False)
+    _padded: tuple[list[int], int, torch.Tensor, torch.Tensor] | None = field(
+        default=None, repr=False
+    )
 
     @property
     def kernel_volume(self) -> int:
@@ -145,12 +154,50 @@ class KernelMap:
             self._patch_rows = torch.from_numpy(as_array).to(self.in_idx.device)
         return self._patch_rows
 
+    def padded_offsets(self) -> tuple[list[int], int]:
+        """(offsets other than the identity, most pairs any of them has): `padded`'s layout."""
+        ks = [k for k in range(self.kernel_volume) if k != self.identity]
+        return ks, max((self.counts[k] for k in ks), default=0)
+
+    def padded(self) -> tuple[list[int], int, torch.Tensor, torch.Tensor]:
+        """(offsets ks, width w, in rows int64 [len(ks) * w], out rows int64 [len(ks) * w]); cached.
+
+        The pairs of offset ks[j] fill slots ``j * w ..`` in order, the rest of each group is padding
+        pointing at row `num_in` / `num_out` (one past the last): a zero row to gather, a spare row
+        to scatter into. The identity offset, if any, is left out (layers multiply it densely).
+        """
+        if self._padded is None:
+            ks, width = self.padded_offsets()
+            device = self.in_idx.device
+            counts = torch.tensor(self.counts, device=device)
+            offset = torch.repeat_interleave(
+                torch.arange(self.kernel_volume, device=device), counts
+            )
+            start = torch.cumsum(counts, 0) - counts
+            rank = torch.arange(self.kernel_volume, device=device)  # group of each offset
+            if self.identity >= 0:
+                rank = rank - (rank > self.identity).long()
+            slot = (
+                rank[offset] * width + torch.arange(offset.numel(), device=device) - start[offset]
+            )
+            in_idx, out_idx = self.in_idx.long(), self.out_idx.long()
+            if self.identity >= 0:
+                keep = offset != self.identity
+                slot, in_idx, out_idx = slot[keep], in_idx[keep], out_idx[keep]
+            rows_in = torch.full((len(ks) * width,), self.num_in, dtype=torch.int64, device=device)
+            rows_out = torch.full_like(rows_in, self.num_out)
+            rows_in[slot], rows_out[slot] = in_idx, out_idx
+            self._padded = (ks, width, rows_in, rows_out)
+        return self._padded
+
     def nbytes(self) -> int:
         """Bytes held by this map's index tensors and cached plans (not its reverse)."""
         own = self.in_idx.numel() * self.in_idx.element_size() * 2
         own += sum(t.numel() * t.element_size() for t in self._slots.values())
         if self._sources is not None:
             own += sum(t.numel() * t.element_size() for t in self._sources)
+        if self._padded is not None:
+            own += sum(t.numel() * t.element_size() for t in self._padded[2:])
         return own + sum(p.nbytes() for p in self._plans.values())
 
     def reversed(self) -> KernelMap:
@@ -217,11 +264,18 @@ def _on_cpu(device: torch.device) -> bool:
 
 def _offset_symmetry(offsets: torch.Tensor) -> tuple[int, list[int] | None]:
     """(index of the zero offset or -1, mirror[k] = index of -offsets[k] or None if not symmetric)."""
-    listed = [tuple(o) for o in offsets.tolist()]
+    identity, mirror = _listed_symmetry(tuple(map(tuple, offsets.tolist())))
+    return identity, None if mirror is None else list(mirror)  # a list of the map's own
+
+
+@lru_cache(maxsize=256)
+def _listed_symmetry(listed: tuple[tuple[int, ...], ...]) -> tuple[int, tuple[int, ...] | None]:
+    """`_offset_symmetry` of listed offsets; cached: a network asks for a few kernels again and
+    again, and for a tiny map this took as long as its lookups."""
     position = {o: k for k, o in enumerate(listed)}
-    identity = position.get((0,) * offsets.shape[1], -1)
+    identity = position.get((0,) * len(listed[0]), -1) if listed else -1
     if len(position) == len(listed) and all(tuple(-v for v in o) in position for o in listed):
-        return identity, [position[tuple(-v for v in o)] for o in listed]
+        return identity, tuple(position[tuple(-v for v in o)] for o in listed)
     return identity, None
 
 
@@ -298,7 +352,7 @@ def build_kernel_map(
     hi = torch.maximum(inc.amax(0), outc.amax(0) + offs.amax(0))
     box = make_box(lo, hi)
     out_keys = box.keys(outc)
-    if _on_cpu(device):
+    if _on_cpu(device) and n_out * k_count > ALL_AT_ONCE_QUERIES:
         # one offset at a time: [N_out] working arrays stay in cache, no [K, N_out] temporaries
         if box.volume <= DENSE_TABLE_MAX:
             table = torch.full((box.volume,), -1, dtype=torch.int32, device=device)
@@ -324,7 +378,8 @@ def build_kernel_map(
         out_idx = torch.cat([o for _, o in pairs])
         counts_t = torch.tensor([len(i) for i, _ in pairs], device=device)
     else:
-        # one vectorised lookup of all K x N_out neighbours, no per-offset host sync
+        # one vectorised lookup of all K x N_out neighbours, no per-offset host sync (same pairs in
+        # the same order as the loop: per offset, output rows ascending)
         query = out_keys.unsqueeze(0) + box.delta(offs).unsqueeze(1)  # [K, N_out]
         if box.volume <= DENSE_TABLE_MAX:
             table = torch.full((box.volume,), -1, dtype=torch.int32, device=device)

@@ -97,7 +97,7 @@ def small_kernel_map(
     k_count = len(deltas)
     patch = [len(in_rows)] * (len(out_rows) * k_count)  # `KernelMap.patch_rows`, filled here
     for k, delta in enumerate(deltas):
-        step = sum(d * m for d, m in zip(delta, mult, strict=True))
+        step = sum(map(mul, delta, mult))
         before = len(ins_idx)
         for o, q in enumerate(out_keys):
             i = get(q + step)
