@@ -412,6 +412,18 @@ def test_benchmark_cloud_and_error_measure() -> None:
 # --- the child: runs the kernels under the interpreter -------------------------------------------
 
 
+@needs_triton
+@waits_for_children
+def test_engine_layers_take_the_triton_route(results: dict[str, dict[str, Any]]) -> None:
+    """With `use_triton` on, MinkowskiConvolution / ...Transpose run the kernels (one forward per
+    layer) and give the torch-ops routes' output and gradients."""
+    got = results["_engine"]
+    assert got["triton_calls"] == 3 and got["calls_after"] == 3  # off: the torch routes only
+    assert set(got["errors"]) >= {"out", "grad_in", "0.kernel", "0.bias", "2.kernel"}
+    for name, err in got["errors"].items():
+        assert err < 1e-5, f"{name}: relative error {err:.3g}"
+
+
 def _compile_child(outputs: str) -> None:
     assert "TRITON_INTERPRET" not in os.environ
     from stseg_models.sparse.triton.kernels import compile_ahead
@@ -459,7 +471,47 @@ def _child(inputs: str, outputs: str) -> None:
             "grad_feats": feats.grad,
             "grad_weight": weight.grad,
         }
+    results["_engine"] = _engine_route_check()
     torch.save(results, outputs)
+
+
+def _engine_route_check() -> dict[str, Any]:
+    """Three engine layers (3x3x3 with bias, 2x2x2 stride 2, its transpose) through the public API,
+    once with the Triton route forced on (the interpreter stands in for CUDA) and once on the
+    torch-ops routes: outputs and every gradient, and how often the Triton forward ran."""
+    import stseg_models.sparse.conv_function as conv_function
+    from stseg_models.sparse.triton import function
+
+    torch.manual_seed(0)
+    points = torch.unique(torch.randint(0, 6, (150, 3)), dim=0)
+    coords = torch.cat([torch.zeros(len(points), 1, dtype=points.dtype), points], 1).int()
+    feats = torch.randn(len(coords), 3)
+    net = torch.nn.Sequential(
+        ME.MinkowskiConvolution(3, 8, kernel_size=3, bias=True, dimension=3),
+        ME.MinkowskiConvolution(8, 16, kernel_size=2, stride=2, dimension=3),
+        ME.MinkowskiConvolutionTranspose(16, 8, kernel_size=2, stride=2, dimension=3),
+    )
+    calls = {"triton": 0}
+    forward = function.triton_conv_forward
+
+    def counted(*args: Any) -> torch.Tensor:
+        calls["triton"] += 1
+        return forward(*args)
+
+    function.triton_conv_forward = counted  # type: ignore[assignment]
+    runs = {}
+    for forced in (True, False):
+        conv_function.use_triton = lambda _f, forced=forced: forced  # type: ignore[assignment]
+        net.zero_grad(set_to_none=True)
+        x = feats.clone().requires_grad_(True)
+        out = net(ME.SparseTensor(x, coordinates=coords))
+        out.F.backward(torch.ones_like(out.F))
+        runs[forced] = {"out": out.F.detach(), "grad_in": x.grad}
+        runs[forced].update({n: p.grad.clone() for n, p in net.named_parameters()})
+        if forced:
+            triton_calls = calls["triton"]
+    errors = {name: _relative(runs[True][name], runs[False][name].double()) for name in runs[True]}
+    return {"triton_calls": triton_calls, "calls_after": calls["triton"], "errors": errors}
 
 
 if __name__ == "__main__":

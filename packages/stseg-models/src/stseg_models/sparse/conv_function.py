@@ -32,6 +32,10 @@ weights (``W[-k]^T``) when the map is a same-set map with a symmetric kernel (th
 a map is the map itself, offsets permuted: no reversed copy, the forward's plan is reused), as a
 patch pass when the reversed map allows it, and on the reversed map otherwise. The weight gradient
 comes from the same gathers; nothing gathered is saved between forward and backward.
+
+On CUDA, with Triton installed (`stseg_models.sparse.triton.use_triton`; ``STSEG_TRITON=0`` turns
+it off), both passes run as fused gather-GEMM-scatter kernels instead, one launch per pass; the
+torch-ops passes above stay the fallback.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from stseg_models.sparse.kernel_map import KernelMap
+from stseg_models.sparse.triton import use_triton
 
 CPU_PAIR_ELEMENTS = 2**22  # pair buffer of a reduce chunk on CPU: 16 MiB of float32
 DEVICE_PAIR_ELEMENTS = 2**25  # elsewhere: 128 MiB
@@ -524,11 +529,18 @@ class SparseConvolutionFunction(torch.autograd.Function):
         feats, weight = _cast(feats.contiguous(), dtype), _cast(weight, dtype)
         ctx.kmap = kmap
         ctx.route = "general"
-        if _is_small(feats, kmap) and not _is_pointwise(kmap):
+        if use_triton(feats):  # CUDA: fused gather-GEMM-scatter kernels (sparse.triton)
+            ctx.route = "triton"
+        elif _is_small(feats, kmap) and not _is_pointwise(kmap):
             ctx.route = "small"
         elif _is_batched(feats, weight, kmap):
             ctx.route = "batched"
         with _autocast_off(feats.device.type):
+            if ctx.route == "triton":
+                from stseg_models.sparse.triton.function import triton_conv_forward
+
+                ctx.save_for_backward(feats, weight)
+                return triton_conv_forward(feats, weight, kmap)
             if ctx.route == "small":  # the patch matrix is all backward needs of feats: kept
                 patch = _small_patch(feats, kmap)
                 ctx.save_for_backward(patch, weight)
@@ -561,6 +573,10 @@ class SparseConvolutionFunction(torch.autograd.Function):
                 # a small map saved its patch matrix in place of feats (same arguments otherwise)
                 feats, weight = saved
                 backward = _small_backward if ctx.route == "small" else conv_backward
+                if ctx.route == "triton":
+                    from stseg_models.sparse.triton.function import triton_conv_backward
+
+                    backward = triton_conv_backward
                 gf, gw = backward(grad_out, feats, weight, ctx.kmap, *needs)
         return (_cast(gf, feats_dtype) if gf is not None else None), gw, None, grad_bias
 
