@@ -710,7 +710,7 @@ def main() -> None:
         choices=["default", "retain"],
         default="default",
         help="retain: glibc keeps freed memory for reuse (no mmap'd blocks, no trimming), for "
-        "both engines, as stseg-train's extra.heap_mode=retain (default: glibc's own policy)",
+        "both engines, as stseg-train's runtime.heap_mode=retain (default: glibc's own policy)",
     )
     parser.add_argument(
         "--no-memory", action="store_true", help="skip the fresh-process peak-memory runs"
