@@ -162,3 +162,38 @@ def test_train_threads_option_is_recorded_and_changes_on_resume(data: Path, tmp_
     saved = json.loads((run / "config.json").read_text())
     assert (saved["threads"], saved["max_iter"], saved["task"]) == (1, 2, "ssen-instance")
     assert load_checkpoint(run / "checkpoints" / "final.pth")["iteration"] == 2
+
+
+def test_resume_with_another_recipe_size_model_or_voxel_is_refused(
+    data: Path, tmp_path: Path
+) -> None:
+    """README ("Resuming training"): `--resume RUN` with another --recipe, --embedding-dim, model
+    or voxel size than the run's is one line, exit 2, and changes no file of the run; so is a
+    semantic run given to ssen-instance."""
+    from stseg_train.config import resolve_config
+    from stseg_train.crashtest import error_line, file_fingerprint, run_command
+
+    run = tmp_path / "run"
+    tool = str(Path(sys.executable).parent / "ssen-instance")
+    small = ["--model", "Res16UNet14A", "--voxel-size", "0.05", "--batch-size", "1",
+             "--recipe", "synthetic-cpu", "--save-freq", "1", "--threads", "1"]  # fmt: skip
+    done = run_command([tool, "train", "--data", str(data), "--out", str(run), *small,
+                        "--max-iter", "1"])  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    before = file_fingerprint(run)
+    for option, value, says in (
+        ("--recipe", "ssen", "recipe"),
+        ("--embedding-dim", "4", "--embedding-dim"),
+        ("--model", "Res16UNet34C", "model"),
+        ("--voxel-size", "0.1", "voxel_size"),
+    ):
+        done = run_command([tool, "train", "--resume", str(run), option, value, "--max-iter", "2"])
+        line = error_line(done.stdout)
+        assert done.returncode == 2, (option, done.stdout[-2000:])
+        assert line.startswith("Error: ") and says in line, (option, line)
+        assert file_fingerprint(run) == before, option
+    semantic = tmp_path / "semantic"
+    semantic.mkdir()
+    (semantic / "config.json").write_text(json.dumps(resolve_config("scannet").to_dict()))
+    done = run_command([tool, "train", "--resume", str(semantic)])
+    assert done.returncode == 2 and "not an ssen-instance run" in error_line(done.stdout)
