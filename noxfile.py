@@ -414,59 +414,23 @@ def gpu(session: nox.Session) -> None:
     session.install("-c", str(pin), *editable, "-r", "requirements/test.txt")
     out = session.posargs[0] if session.posargs else str(ROOT / "bench-results" / "gpu_check.json")
     package = PACKAGES_DIR / "stseg-models"
+    bench = package / "benchmarks"
     tool = str(package / "tools" / "run_me_tests.py")
-    reference = package / "benchmarks" / "results" / "me_tests_minkowski_cpu.json"
-    triton_bench = package / "benchmarks" / "triton_conv.py"
-    parts = [
-        (
-            "engine check",
-            [
-                "python",
-                str(package / "benchmarks" / "gpu_check.py"),
-                "--json",
-                out,
-                "--device",
-                "cuda",
-            ],
-        ),
-        (
-            "triton kernels",
-            ["python", str(triton_bench), "--json", _beside(out, "gpu_triton_conv")],
-        ),
+    native = _beside(out, "me_tests_native_cuda")
+    reference = str(bench / "results" / "me_tests_minkowski_cpu.json")
+    parts = {
+        "engine check": [str(bench / "gpu_check.py"), "--json", out, "--device", "cuda"],
+        "triton kernels": [str(bench / "triton_conv.py"), "--json", _beside(out, "gpu_triton_conv")],
         # MinkowskiEngine 0.5.4's own tests with CUDA visible: its CUDA tests run natively here
-        (
-            "ME tests run",
-            [
-                "python",
-                tool,
-                "run",
-                "--out",
-                _beside(out, "me_tests_native_cuda"),
-                "--timeout",
-                "60",
-            ],
-        ),
-        (
-            "ME tests compare",
-            [
-                "python",
-                tool,
-                "compare",
-                _beside(out, "me_tests_native_cuda"),
-                str(reference),
-                "--summary",
-                _beside(out, "me_tests_cuda"),
-            ],
-        ),
-    ]
-    if triton_bench.exists():
-        session.install("-c", str(pin), "triton")
+        "ME tests run": [tool, "run", "--out", native, "--timeout", "60"],
+        "ME tests compare": [tool, "compare", native, reference, "--summary",
+                             _beside(out, "me_tests_cuda")],
+    }  # fmt: skip
+    session.install("-c", str(pin), "triton")  # CUDA builds of torch usually bring it already
     failed = []
-    for name, command in parts:  # every part runs, so one call brings back every figure
-        if name == "triton kernels" and not triton_bench.exists():
-            continue
+    for name, args in parts.items():  # every part runs, so one call brings back every figure
         try:
-            session.run(*command)
+            session.run("python", *args)
         except nox.command.CommandFailed:
             failed.append(name)
     if failed:
