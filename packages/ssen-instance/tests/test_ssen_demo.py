@@ -5,7 +5,9 @@ checkpoints every 2, one thread:
 
 - a straight run writes metrics.json (finite AP / AP50 / AP25 in [0, 1] for predicted and for
   ground-truth semantics, equal to the AP recomputed from the benchmark files it wrote), the
-  example room's benchmark files (the same as the evaluation's for that room), PNGs and HTML;
+  example room's benchmark files (the same as the evaluation's for that room), PNGs and HTML,
+  and shows a progress bar with elapsed<remaining (the ETA) for each long step: both trainings,
+  the SSEN preprocessing and the two evaluations;
 - the same demo killed with SIGKILL right after the semantic checkpoint 2 is on disk, resumed and
   killed right after the embedding checkpoint 2, then resumed to the end: the same metrics and
   the same predictions as the straight run; a further `--resume` of the finished demo skips every
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,15 +38,19 @@ from stseg_train.crashtest import load, run_command, run_until_hang, state_diffe
 
 TOOL = str(Path(sys.executable).parent / "ssen-instance")
 TINY = ["--rooms", "5", "--semantic-max-iter", "4", "--max-iter", "4", "--save-freq", "2",
-        "--threads", "1", "--semantic-set", "save_freq=2", "--semantic-set", "eval_rotations=1",
-        "--no-progress"]  # fmt: skip
-# --no-progress: a progress bar's last line has no newline, so the fault's marker line would not
-# start a line and `run_until_hang` would not see it.
+        "--threads", "1", "--semantic-set", "save_freq=2", "--semantic-set", "eval_rotations=1"]  # fmt: skip
 SEMANTICS = ("predicted_semantics", "gt_semantics")
+# The long steps of the demo and the bar each shows (tqdm's `desc`).
+PROGRESS_BARS = ("train", "preprocess ssen", "evaluate (predict semantics)",
+                 "evaluate (gt semantics)")  # fmt: skip
+# A finished tqdm bar: "<desc>: 100%|...| n/n [elapsed<remaining, rate...]".
+FINISHED_BAR = r"{desc}: 100%\|[^|]*\| (\d+)/\1 \[\d\d:\d\d<\d\d:\d\d"
 
 
-def _demo(out: Path, *extra: str) -> list[str]:
-    return [TOOL, "demo", "--out", str(out), *TINY, *extra]
+def _demo(out: Path, *extra: str, progress: bool = False) -> list[str]:
+    # --no-progress where a fault stops the demo: a progress bar's last line has no newline, so
+    # the fault's marker line would not start a line and `run_until_hang` would not see it.
+    return [TOOL, "demo", "--out", str(out), *TINY, *([] if progress else ["--no-progress"]), *extra]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +59,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("demo")
     straight, killed = root / "straight", root / "killed"
     with ThreadPoolExecutor(1) as pool:
-        done = pool.submit(run_command, _demo(straight), timeout=600)
+        # The straight run shows its progress bars (the default), the killed one logs lines.
+        done = pool.submit(run_command, _demo(straight, progress=True), timeout=600)
         # hang:0:2 stops the semantic training after its checkpoint 2; the resumed semantic
         # training starts from that checkpoint (no new checkpoint 2), so the same fault then stops
         # the embedding training after its checkpoint 2.
@@ -64,7 +72,20 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         assert last.returncode == 0, last.stdout
         result = done.result()
     assert result.returncode == 0, result.stdout
+    (root / "straight.log").write_text(result.stdout)
     return {"straight": straight, "killed": killed}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_demo_shows_a_progress_bar_with_eta_for_every_long_step(runs: dict[str, Path]) -> None:
+    output = (runs["straight"].parent / "straight.log").read_text().replace("\r", "\n")
+    for desc in PROGRESS_BARS:
+        finished = re.findall(FINISHED_BAR.format(desc=re.escape(desc)), output)
+        assert finished, f"no finished {desc!r} bar with elapsed<remaining in:\n{output[-3000:]}"
+    # Both trainings (semantic and embedding) start a bar of their own, each to iteration 4.
+    assert len(re.findall(r"^train:   0%\|", output, re.MULTILINE)) == 2, output[-3000:]
+    assert set(re.findall(FINISHED_BAR.format(desc="train"), output)) == {"4"}
 
 
 def _metrics(run: Path) -> dict:

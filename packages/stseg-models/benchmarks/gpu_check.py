@@ -1,6 +1,6 @@
 """One-call GPU check: CUDA tests, the engine benchmark (fp32, bf16 and fp16 autocast), a training step.
 
-    python gpu_check.py --json OUT.json [--device cuda|cpu] [--quick] [--skip-tests]
+    python gpu_check.py --json OUT.json [--device cuda|cpu] [--quick] [--skip-tests] [--scale S]
 
 Runs, in order, and writes every figure to one JSON file (written again after each part, so a run
 stopped by a time limit still leaves what it measured):
@@ -16,7 +16,7 @@ stopped by a time limit still leaves what it measured):
    (`torch.cuda.max_memory_allocated`, reset before each).
 
 `--device cpu --quick` is a dry run of the same code on a small room (checks the script end to end
-without a GPU). Part failures are recorded in the JSON ("error") and the script exits 1 at the end.
+without a GPU; `--scale` shrinks the rooms further, as the test of this dry run does). Part failures are recorded in the JSON ("error") and the script exits 1 at the end.
 """
 
 from __future__ import annotations
@@ -199,17 +199,22 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small rooms, one repeat (dry run)")
     parser.add_argument("--skip-tests", action="store_true", help="no pytest subprocess")
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--scale", type=float, default=None,
+                        help="room size as a fraction of the 218k-voxel room (default 1, 0.25 with --quick)")  # fmt: skip
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit(
             f"no CUDA device visible to torch {torch.__version__} (CUDA build: {torch.version.cuda})"
         )
-    scale = 0.25 if args.quick else 1.0
+    scale = args.scale if args.scale is not None else 0.25 if args.quick else 1.0
+    if not 0 < scale <= 4:
+        parser.error(f"--scale {scale}: expected a fraction in (0, 4]")
     repeats = 1 if args.quick else 3
     torch.manual_seed(0)
     report: dict[str, Any] = {
         "environment": environment(args.device),
         "quick": args.quick,
+        "scale": scale,
         "failures": [],
     }
     path = Path(args.json)
