@@ -16,8 +16,10 @@ GPU users: point `STSEG_CONSTRAINTS` at a constraints file of your own (for exam
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -296,6 +298,41 @@ def standalone(session: nox.Session, route: str) -> None:
         str(PACKAGES_DIR / "stseg-models" / "tests" / "standalone_predict_check.py"),
         str(workdir),
     )
+
+
+# stseg-train's README install block: the trainer without ssen-instance and stseg-viz.
+TRAIN_STANDALONE = ["packages/stseg-data", "packages/stseg-models", "packages/stseg-train"]
+
+
+@nox.session(name="standalone-train", reuse_venv=False)
+def standalone_train(session: nox.Session) -> None:
+    """A fresh venv with stseg-train's README install (three folders, no ssen-instance or
+    stseg-viz) runs a tiny `stseg-train synthetic` run, `--resume` of it and `stseg-train eval`."""
+    session.install(*_constraint_args(session), *TRAIN_STANDALONE)
+    installed = session.run("python", "-m", "pip", "list", "--format=freeze", silent=True) or ""
+    names = {line.split("==")[0].lower() for line in str(installed).splitlines()}
+    stseg = {n for n in names if n.startswith(("stseg", "ssen"))}
+    if stseg != {"stseg-data", "stseg-models", "stseg-train"}:
+        session.error(f"expected stseg-data, stseg-models and stseg-train only, found {sorted(stseg)}")
+    work = Path(session.create_tmp()) / "standalone-train"
+    if work.exists():
+        shutil.rmtree(work)
+    run, data = work / "run", work / "data"
+    tiny = ["--set", "synthetic_train_scenes=4", "--set", "synthetic_val_scenes=1",
+            "--set", "eval_rotations=1", "--set", "num_workers=0", "--threads", "1",
+            "--set", "progress=false", "--set", "tensorboard=false"]  # fmt: skip
+    session.run("stseg-train", "synthetic", "--data", str(data), "--out", str(run),
+                "--max-iter", "2", *tiny)  # fmt: skip
+    session.run("stseg-train", "synthetic", "--resume", str(run), "--max-iter", "4")
+    session.run("stseg-train", "eval", str(run), "--data", str(data / "prepared"), "--rotations", "1")
+    iters = [json.loads(line)["iter"] for line in (run / "log.jsonl").read_text().splitlines()]
+    evaluated = json.loads((run / "eval_val.json").read_text())
+    if iters[-1] != 4 or not (run / "checkpoints" / "iter_00000004.pth").is_file():
+        session.error(f"--resume did not continue the run to iteration 4 (log iterations {iters})")
+    if not 0.0 <= evaluated["miou"] <= 1.0:
+        session.error(f"eval_val.json: mIoU {evaluated['miou']} is not in [0, 1]")
+    session.log(f"standalone stseg-train {sorted(stseg)}: trained 2 + 2 (--resume), eval mIoU "
+                f"{evaluated['miou']:.4f}")  # fmt: skip
 
 
 @nox.session

@@ -71,3 +71,22 @@ def test_a_fallback_pin_is_written_beside_and_keeps_the_other_pins(
     written = Path(args[1]).read_text()
     assert torch_pin.read_pin(written) == "torch==2.13.0"
     assert written == original.replace("torch==2.13.0+cpu", "torch==2.13.0")
+
+
+def _install_block_packages(readme: Path) -> list[str]:
+    """The package folders of a README's install section (`<!-- section: install -->`)."""
+    text = readme.read_text()
+    start, end = "<!-- section: install", "<!-- section: install end -->"
+    assert start in text and end in text, f"{readme}: no install section"
+    block = text[text.index(start) : text.index(end)]
+    return [word for word in block.replace("\\\n", " ").split() if word.startswith("packages/")]
+
+
+def test_the_standalone_sessions_install_what_the_readmes_say(loaded: ModuleType) -> None:
+    # `nox -s standalone-train` proves stseg-train's install block; it must be that block.
+    train_readme = ROOT / "packages" / "stseg-train" / "README.md"
+    assert _install_block_packages(train_readme) == loaded.TRAIN_STANDALONE
+    # `nox -s standalone` (folders) proves the root README's inference-only command.
+    root = (ROOT / "README.md").read_text()
+    folders = " ".join(loaded.STANDALONE_ROUTES["folders"])
+    assert f"--extra-index-url https://download.pytorch.org/whl/cpu \\\n    {folders}\n" in root
