@@ -26,6 +26,11 @@ Semantics (identical to MinkowskiEngine 0.5.4 unless noted):
 to use, chosen by argument or ``$STSEG_SPARSE_BACKEND`` (default ``native``).
 """
 
+from stseg_models.sparse.gemm_rows import ensure_primitive_cache
+
+# Before any half-precision GEMM of the process: oneDNN reads its cache size once (see gemm_rows).
+ensure_primitive_cache()
+
 # The rest of MinkowskiEngine 0.5.4's public API, one aggregator module per area; their names are
 # appended to __all__ below.
 from stseg_models.sparse import _api_coords, _api_ops, _api_utils

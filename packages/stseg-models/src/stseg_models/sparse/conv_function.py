@@ -47,6 +47,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from stseg_models.sparse.gemm_rows import padded_rows, pads_rows
 from stseg_models.sparse.kernel_map import KernelMap
 from stseg_models.sparse.triton import use_triton
 
@@ -94,18 +95,32 @@ def _pairs_per_chunk(channels: int, budget: int) -> int:
 
 
 class _Gather:
-    """Gathers rows of `src` into one reused buffer of at most `rows` rows (CPU) or fresh tensors."""
+    """Gathers rows of `src` into one reused buffer of at most `rows` rows (CPU) or fresh tensors.
 
-    def __init__(self, src: torch.Tensor, rows: int) -> None:
+    In half precision on CPU (`pads_rows`) the buffer has `padded_rows(rows)` rows and a gather of
+    n rows returns `padded_rows(n)` of them (see `gemm_rows`): the rows past n hold what an earlier
+    gather left (finite: rows of `src`, or zeros) or, with `zero_pad`, zeros.
+    """
+
+    def __init__(self, src: torch.Tensor, rows: int, pad: bool | None = None) -> None:
         self.src = src
-        self.buffer = src.new_empty((rows, src.shape[1])) if _on_cpu(src) else None
+        self.pad = pads_rows(src) if pad is None else pad
+        self.buffer = None
+        if _on_cpu(src):
+            shape = (padded_rows(rows) if self.pad else rows, src.shape[1])
+            self.buffer = src.new_zeros(shape) if self.pad else src.new_empty(shape)
 
-    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
+    def __call__(self, idx: torch.Tensor, zero_pad: bool = False) -> torch.Tensor:
         if self.buffer is None:
             return self.src.index_select(0, idx)
-        rows = self.buffer[: idx.numel()]
-        torch.index_select(self.src, 0, idx, out=rows)
-        return rows
+        n = idx.numel()
+        torch.index_select(self.src, 0, idx, out=self.buffer[:n])
+        if not self.pad:
+            return self.buffer[:n]
+        m = padded_rows(n)
+        if zero_pad and m > n:
+            self.buffer[n:m].zero_()
+        return self.buffer[:m]
 
 
 def _piece_rows(tensor: torch.Tensor, width: int) -> int:
@@ -149,11 +164,16 @@ def _reduce_pass(
     budget = CPU_PAIR_ELEMENTS if _on_cpu(src) else DEVICE_PAIR_ELEMENTS
     plan = kmap.plan(_pairs_per_chunk(channels, budget))
     out = src.new_empty((kmap.num_out, channels)) if need_out else None
-    buffer = None
+    piece, gather, gather_other = _gatherers(src, other, grad_weight)
+    pad = pads_rows(src)
+    buffer = identity_rows = None
     if out is not None:
         largest = max((sum(hi - lo for lo, hi in sl) for sl in plan.slices), default=0)
-        buffer = src.new_empty((largest, channels))
-    piece, gather, gather_other = _gatherers(src, other, grad_weight)
+        # padded GEMMs write up to padded_rows(piece) rows past the last pair of a chunk
+        buffer = src.new_empty((largest + (padded_rows(piece) if pad else 0), channels))
+        if pad and identity is not None:
+            widest = max((last - first for first, last in plan.chunks), default=0)
+            identity_rows = src.new_empty((padded_rows(widest), channels))
     for (first, last), slices, order, offsets in zip(
         plan.chunks, plan.slices, plan.order, plan.offsets, strict=True
     ):
@@ -162,22 +182,45 @@ def _reduce_pass(
             k = wsel[j]
             w = weight[k].t() if transpose else weight[k]
             for a, b in _pieces(lo, hi, piece):
-                g = gather(kmap.in_idx[a:b])
+                # padded rows: zeros where they enter a weight-gradient sum, unread otherwise
+                g = gather(kmap.in_idx[a:b], zero_pad=grad_weight is not None)
                 if buffer is not None:
-                    torch.mm(g, w, out=buffer[pos : pos + b - a])
+                    torch.mm(g, w, out=buffer[pos : pos + len(g)])
                 if grad_weight is not None and gather_other is not None:
-                    _accumulate(grad_weight[k], gather_other(kmap.out_idx[a:b]).t(), g)
+                    g_other = gather_other(kmap.out_idx[a:b], zero_pad=True)
+                    _accumulate(grad_weight[k], g_other.t(), g)
                 pos += b - a
         if out is None or buffer is None:
             continue
         rows = out[first:last]
+        summed = F.embedding_bag(order, buffer[:pos], offsets, mode="sum") if pos else None
+        if identity_rows is not None and identity is not None:
+            dense = _identity_window(src, identity, first, last, identity_rows)
+            if summed is not None:
+                torch.add(dense, summed, out=rows)
+            else:
+                rows.copy_(dense)
+            continue
         if identity is not None:
             torch.mm(src[first:last], identity, out=rows)
         else:
             rows.zero_()
-        if pos:
-            rows.add_(F.embedding_bag(order, buffer[:pos], offsets, mode="sum"))
+        if summed is not None:
+            rows.add_(summed)
     return out
+
+
+def _identity_window(
+    src: torch.Tensor, identity: torch.Tensor, first: int, last: int, scratch: torch.Tensor
+) -> torch.Tensor:
+    """src[first:last] @ identity, as one GEMM of `padded_rows(last - first)` rows of `src` (a
+    window that starts at `first`, or ends at the last row where it would run past it) into
+    `scratch`; returns the rows of first..last."""
+    rows = last - first
+    m = min(padded_rows(rows), len(src))
+    start = min(first, len(src) - m)
+    torch.mm(src[start : start + m], identity, out=scratch[:m])
+    return scratch[first - start : first - start + rows]
 
 
 def _direct_pass(
@@ -203,23 +246,25 @@ def _direct_pass(
     pairs = sum(kmap.counts)
     buffered = need_out and pairs * channels <= DIRECT_BUFFER_ELEMENTS
     out: torch.Tensor | None = None
+    piece, gather, gather_other = _gatherers(src, other, grad_weight)
     if buffered:
-        buffer = src.new_empty((pairs + 1, channels))
-        buffer[pairs].zero_()  # the row read by destination rows without a pair
+        # padded GEMMs (`gemm_rows`) write up to padded_rows(piece) rows past the last pair
+        spare = padded_rows(piece) if pads_rows(src) else 0
+        buffer = src.new_empty((pairs + 1 + spare, channels))
     elif need_out:
         out = src.new_zeros((rows, channels))
-    piece, gather, gather_other = _gatherers(src, other, grad_weight)
     for k, (lo, hi) in enumerate(kmap.slices()):
         w = weight[k].t() if backward else weight[k]
         for a, b in _pieces(lo, hi, piece):
-            g = gather(gather_idx[a:b])
+            g = gather(gather_idx[a:b], zero_pad=grad_weight is not None)
             if buffered:
-                torch.mm(g, w, out=buffer[a:b])
+                torch.mm(g, w, out=buffer[a : a + len(g)])
             elif out is not None:
-                out.index_put_((scatter[a:b],), g @ w)
+                out.index_put_((scatter[a:b],), (g @ w)[: b - a])
             if grad_weight is not None and gather_other is not None:
-                _accumulate(grad_weight[k], gather_other(scatter[a:b]).t(), g)
+                _accumulate(grad_weight[k], gather_other(scatter[a:b], zero_pad=True).t(), g)
     if buffered:
+        buffer[pairs].zero_()  # the row read by destination rows without a pair
         out = buffer.index_select(0, kmap.slots("in" if backward else "out"))
     return out
 
@@ -247,25 +292,36 @@ def _patch_pass(
     flat = (weight.transpose(1, 2) if transpose else weight).reshape(k_count * c_src, -1)
     if sum(kmap.counts) == 0:
         return src.new_zeros((kmap.num_out, flat.shape[1])) if need_out else None
-    out = src.new_empty((kmap.num_out, flat.shape[1])) if need_out else None  # every row written
     rows_of, present = kmap.sources()
     acc = None
     if grad_weight is not None and other is not None:
         dtype = grad_weight.dtype  # float32 under autocast: sums of many pieces stay exact
         acc = src.new_zeros((other.shape[1], k_count * c_src), dtype=dtype)
     rows = max(1, _piece_rows(src, k_count * c_src))
-    gather = _Gather(src, min(rows, kmap.num_out) * k_count)
+    # Every piece has `rows` rows but the last; in half precision on CPU the last one's output
+    # GEMM runs on padded_rows of them (`gemm_rows`), into spare rows of `out` past its end.
+    pad = pads_rows(src)
+    widest = padded_rows(min(rows, kmap.num_out)) if pad else min(rows, kmap.num_out)
+    out = None
+    if need_out:  # every row written
+        out = src.new_empty((kmap.num_out + (widest if pad else 0), flat.shape[1]))
+    gather = _Gather(src, widest * k_count, pad=False)
     for a, b in _pieces(0, kmap.num_out, rows):
-        patch = gather(rows_of[a * k_count : b * k_count])
+        n = b - a
+        m = padded_rows(n) if pad and n < rows else n
+        patch = gather(rows_of[a * k_count : b * k_count])  # n * K rows (pad=False)
         patch.mul_(present[a * k_count : b * k_count].unsqueeze(1))
-        patch = patch.view(b - a, k_count * c_src)
+        if m > n and gather.buffer is not None:
+            gather.buffer[n * k_count : m * k_count].zero_()
+            patch = gather.buffer[: m * k_count]
+        patch = patch.view(m, k_count * c_src)
         if out is not None:
-            torch.mm(patch, flat, out=out[a:b])
+            torch.mm(patch, flat, out=out[a : a + m])
         if acc is not None and other is not None:
-            _accumulate(acc, other[a:b].t(), patch)
+            _accumulate(acc, other[a:b].t(), patch[:n])
     if grad_weight is not None and acc is not None:
         grad_weight += acc.view(-1, k_count, c_src).permute(1, 0, 2)
-    return out
+    return out[: kmap.num_out] if out is not None else None
 
 
 def _is_small(feats: torch.Tensor, kmap: KernelMap) -> bool:
