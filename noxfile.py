@@ -313,7 +313,9 @@ def standalone_train(session: nox.Session) -> None:
     names = {line.split("==")[0].lower() for line in str(installed).splitlines()}
     stseg = {n for n in names if n.startswith(("stseg", "ssen"))}
     if stseg != {"stseg-data", "stseg-models", "stseg-train"}:
-        session.error(f"expected stseg-data, stseg-models and stseg-train only, found {sorted(stseg)}")
+        session.error(
+            f"expected stseg-data, stseg-models and stseg-train only, found {sorted(stseg)}"
+        )
     work = Path(session.create_tmp()) / "standalone-train"
     if work.exists():
         shutil.rmtree(work)
@@ -324,7 +326,9 @@ def standalone_train(session: nox.Session) -> None:
     session.run("stseg-train", "synthetic", "--data", str(data), "--out", str(run),
                 "--max-iter", "2", *tiny)  # fmt: skip
     session.run("stseg-train", "synthetic", "--resume", str(run), "--max-iter", "4")
-    session.run("stseg-train", "eval", str(run), "--data", str(data / "prepared"), "--rotations", "1")
+    session.run(
+        "stseg-train", "eval", str(run), "--data", str(data / "prepared"), "--rotations", "1"
+    )
     iters = [json.loads(line)["iter"] for line in (run / "log.jsonl").read_text().splitlines()]
     evaluated = json.loads((run / "eval_val.json").read_text())
     if iters[-1] != 4 or not (run / "checkpoints" / "iter_00000004.pth").is_file():

@@ -31,7 +31,7 @@ CLIS = {
     "ssen-instance": "ssen_instance",
     "stseg-viz": "stseg_viz",
 }
-SHARED = ("resume", "threads", "device", "rotations", "out", "overwrite")
+SHARED = ("resume", "threads", "device", "precision", "rotations", "out", "overwrite")
 FIXED_HELP = {
     "resume": cli_options.RESUME_HELP,
     "device": cli_options.DEVICE_HELP,
@@ -85,6 +85,10 @@ def test_shared_options_are_the_one_definition(
         if kind == "out":
             assert isinstance(param.type, click.Path) and param.type.type is Path, where
             assert param.metavar == "PATH", where
+        if kind == "precision":
+            assert isinstance(param.type, click.Choice), where
+            assert tuple(param.type.choices) == cli_options.PRECISIONS == ("fp32", "bf16", "fp16")
+            assert (param.help or "").startswith(cli_options.PRECISION_HELP), where
         if kind == "overwrite":
             assert param.is_flag and (param.help or "").endswith(cli_options.OVERWRITE_TAIL), where
 
@@ -93,14 +97,18 @@ def test_the_shared_options_are_used_where_expected() -> None:
     """The walk above checks something: these commands carry these shared options."""
     names = {(prog, name): {p.name for p in c.params} for prog, name, c in COMMANDS}
     assert {"resume", "overwrite"} <= names[("stseg-data", "preprocess")]
-    assert {"out_dir", "overwrite", "rotations", "device", "threads"} <= names[
+    assert {"out_dir", "overwrite", "rotations", "device", "precision", "threads"} <= names[
         ("stseg-models", "predict")
     ]
-    assert {"resume", "out"} <= names[("stseg-train", "scannet")]
-    assert {"out", "overwrite", "rotations", "threads"} <= names[("stseg-train", "eval")]
-    assert {"resume", "out"} <= names[("ssen-instance", "train")]
+    assert {"resume", "out", "precision"} <= names[("stseg-train", "scannet")]
+    assert {"out", "overwrite", "rotations", "precision", "threads"} <= names[
+        ("stseg-train", "eval")
+    ]
+    assert "precision" in names[("stseg-train", "export-benchmark")]
+    assert {"resume", "out", "precision"} <= names[("ssen-instance", "train")]
+    assert "precision" in names[("ssen-instance", "predict")]
     assert {"resume", "out", "overwrite", "threads"} <= names[("ssen-instance", "demo")]
-    assert {"out", "overwrite", "rotations", "device", "threads"} <= names[
+    assert {"out", "overwrite", "rotations", "device", "precision", "threads"} <= names[
         ("ssen-instance", "eval")
     ]
     assert {"out", "overwrite"} <= names[("stseg-viz", "render")]

@@ -124,3 +124,31 @@ def test_bad_inputs_exit_2(files: dict, tmp_path: Path) -> None:
     assert code == 2 and "not an instance" in output
     code, output = _run(["eval", files["data"], "--instance-weights", files["inst"]])
     assert code == 2 and "--stored-semantic" in output
+
+
+def test_precision_bf16_runs_both_networks_in_bf16(files: dict) -> None:
+    from ssen_instance.inference import InstanceSegmenter
+    from ssen_instance.scenes import read_ssen_scene
+
+    scene = read_ssen_scene(files["data"] / "scene0007_00_semantic_segment.pt")
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        seg = InstanceSegmenter.from_checkpoints(files["sem"], files["inst"], precision=precision)
+        assert seg.precision == precision
+        runs[precision] = seg.predict(scene.xyz, scene.rgb)
+    sem32, sem16 = runs["fp32"].semantic, runs["bf16"].semantic
+    assert sem32.shape == sem16.shape and (sem32 == sem16).mean() > 0.9
+    assert runs["fp32"].instances.num_points == runs["bf16"].instances.num_points == len(scene.xyz)
+    out = files["root"] / "pred_bf16"
+    code, output = _run(["predict", files["ply"], "--out", out, "--semantic-weights", files["sem"],
+                         "--instance-weights", files["inst"], "--precision", "bf16", *SMALL])  # fmt: skip
+    assert code == 0, output
+    assert (
+        read_scannet_instances(out / "scene0007_00.txt", num_vertices=files["n"]).num_points
+        == files["n"]
+    )
+    code, output = _run(["eval", files["data"], "--semantic-weights", files["sem"], "--instance-weights",
+                         files["inst"], "--out", files["root"] / "e8", "--precision", "fp8"])  # fmt: skip
+    assert code == 2 and "fp8" in output and not (files["root"] / "e8").exists()
+    with pytest.raises(Exception, match="precision must be one of"):
+        InstanceSegmenter.from_checkpoints(files["sem"], files["inst"], precision="fp8")

@@ -50,7 +50,15 @@ FINISHED_BAR = r"{desc}: 100%\|[^|]*\| (\d+)/\1 \[\d\d:\d\d<\d\d:\d\d"
 def _demo(out: Path, *extra: str, progress: bool = False) -> list[str]:
     # --no-progress where a fault stops the demo: a progress bar's last line has no newline, so
     # the fault's marker line would not start a line and `run_until_hang` would not see it.
-    return [TOOL, "demo", "--out", str(out), *TINY, *([] if progress else ["--no-progress"]), *extra]
+    return [
+        TOOL,
+        "demo",
+        "--out",
+        str(out),
+        *TINY,
+        *([] if progress else ["--no-progress"]),
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,9 @@ def test_cpu_dry_run_writes_every_part_without_failure(tmp_path: Path) -> None:
     assert "failures: none" in proc.stdout
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA"
+)
 def test_cuda_without_a_gpu_stops_at_once_with_the_reason(tmp_path: Path) -> None:
     out = tmp_path / "gpu_check.json"
     proc = _run("--json", str(out), "--skip-tests", timeout=120)

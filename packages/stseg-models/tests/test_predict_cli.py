@@ -253,3 +253,37 @@ def test_threads_option_sets_torch_threads_and_refuses_zero(tmp_path, weights):
     bad = _run("predict", src, "-w", weights, "--out", tmp_path / "o2", "--threads", "0")
     assert bad.exit_code == 2 and "--threads" in bad.output
     assert not (tmp_path / "o2").exists()
+
+
+def test_precision_bf16_runs_the_network_in_bf16_close_to_fp32(tmp_path, weights):
+    from stseg_models.inference import Segmenter
+
+    rng = np.random.default_rng(3)
+    xyz, rgb = rng.uniform(0, 1.0, size=(800, 3)), rng.uniform(0, 1, size=(800, 3))
+    fp32 = Segmenter.from_checkpoint(weights)
+    bf16 = Segmenter.from_checkpoint(weights, precision="bf16")
+    labels32, probs32 = fp32.predict(xyz, rgb)
+    labels16, probs16 = bf16.predict(xyz, rgb)
+    assert probs16.dtype == np.float32 and probs16.shape == probs32.shape
+    diff = np.abs(probs16 - probs32).max()
+    assert 0 < diff < 0.05, diff  # bf16 arithmetic (not fp32 again), ~0.4 % per rounding
+    assert (labels16 == labels32).mean() > 0.9
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16"):
+        Segmenter.from_checkpoint(weights, precision="fp8")
+
+
+def test_precision_option_of_predict(tmp_path, weights):
+    src = _scene(tmp_path / "room.ply")
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        result = _run("predict", src, "--weights", weights, "--out", out, "--format", "npy",
+                      "--precision", precision)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert len(np.load(out / "room.npy")) == 600
+    same = np.load(tmp_path / "fp32" / "room.npy") == np.load(tmp_path / "bf16" / "room.npy")
+    assert same.mean() > 0.9
+    result = _run(
+        "predict", src, "--weights", weights, "--out", tmp_path / "x", "--precision", "fp8"
+    )
+    assert result.exit_code == 2 and "'fp8' is not one of 'fp32', 'bf16', 'fp16'" in result.output
+    assert not (tmp_path / "x").exists()

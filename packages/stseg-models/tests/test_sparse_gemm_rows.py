@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -27,7 +29,7 @@ def test_padded_rows_rounds_up_to_few_sizes() -> None:
     assert [padded_rows(n) for n in (257, 320, 321, 513, 1025, 1280, 1281)] == [
         320, 320, 384, 640, 1280, 1280, 1536,
     ]  # fmt: skip
-    assert all(a <= b for a, b in zip(sizes, sizes[1:], strict=False))  # monotone
+    assert all(a <= b for a, b in itertools.pairwise(sizes))  # monotone
     for n, m in enumerate(sizes, start=1):
         assert n <= m and (m <= 256 or m <= 1.25 * n), (n, m)
     assert len(set(sizes)) == 4 + 4 * 7  # 64..256, then 4 per octave up to 2**15
@@ -59,7 +61,9 @@ def _layers() -> torch.nn.ModuleList:
         [
             ME.MinkowskiConvolution(8, 12, kernel_size=3, dimension=3),  # reduce + zero offset
             ME.MinkowskiConvolution(12, 16, kernel_size=2, stride=2, dimension=3),  # patch / direct
-            ME.MinkowskiConvolution(16, 16, kernel_size=3, stride=2, dimension=3),  # reduce, reversed
+            ME.MinkowskiConvolution(
+                16, 16, kernel_size=3, stride=2, dimension=3
+            ),  # reduce, reversed
             ME.MinkowskiConvolution(16, 16, kernel_size=1, dimension=3),  # dense 1x1
             ME.MinkowskiConvolutionTranspose(16, 12, kernel_size=3, stride=2, dimension=3),
             ME.MinkowskiConvolutionTranspose(12, 6, kernel_size=2, stride=2, dimension=3),  # direct
@@ -103,7 +107,9 @@ def test_padded_passes_equal_unpadded_ones_and_the_float64_result(
         # The same products and sums: a GEMM's row does not depend on the rows beside it, and
         # padded rows of a weight-gradient sum are zero. (Equal here; a BLAS that blocks the
         # reduction differently for another row count may round the last bit differently.)
-        torch.testing.assert_close(p.double(), u.double(), rtol=8e-3, atol=1e-5 * float(r.abs().max()))
+        torch.testing.assert_close(
+            p.double(), u.double(), rtol=8e-3, atol=1e-5 * float(r.abs().max())
+        )
         err = float((p.double() - r).norm() / r.norm())
         assert err < 3e-2, f"relative error to float64 {err:.3g}"
 

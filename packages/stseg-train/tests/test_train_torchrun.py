@@ -123,12 +123,15 @@ def test_the_readmes_two_machine_torchrun_command_trains_one_run(tmp_path: Path)
     prepared, run = _prepared_scannet(tmp_path, env), tmp_path / "run"
     torchrun = str(Path(sys.executable).with_name("torchrun"))
     port = str(_free_port())
+
+    def node(rank: int) -> list[str]:
+        return [torchrun, "--nnodes", "2", "--node-rank", str(rank), "--nproc-per-node", "1",
+                "--master-addr", "127.0.0.1", "--master-port", port, *_train_args(prepared, run)]  # fmt: skip
+
     nodes = [
         subprocess.Popen(
-            [torchrun, "--nnodes", "2", "--node-rank", str(rank), "--nproc-per-node", "1",
-             "--master-addr", "127.0.0.1", "--master-port", port, *_train_args(prepared, run)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            node(rank), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         for rank in (0, 1)
     ]
     try:

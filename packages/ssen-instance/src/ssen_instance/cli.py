@@ -13,6 +13,7 @@ from stseg_data.cli_options import (
     device_option,
     out_option,
     overwrite_option,
+    precision_option,
     resume_option,
     resumed_folder,
     rotations_option,
@@ -42,6 +43,7 @@ def _cluster_options(fn):
                      show_default=True, help="Instance confidence: vote share, x log points (vote_size), or x HDBSCAN membership."),
         rotations_option,
         device_option,
+        precision_option(),
         threads_option(),
     ]  # fmt: skip
     for option in reversed(options):
@@ -83,18 +85,19 @@ def _grouping(
 @click.option("--gpus", type=int, default=0, help="Processes on GPUs (torch.distributed, NCCL).")
 @click.option("--procs", type=int, default=0, help="CPU processes (gloo).")
 @threads_option(default="the recipe's (synthetic-cpu: 1), else all cores", expose=True)
+@precision_option(default=None)
 @resume_option
 @click.option("--restart-from-scratch", is_flag=True,
               help="With --resume: start over when no checkpoint of the run is valid.")  # fmt: skip
 def train(data, semantic_weights, out, recipe, model, embedding_dim, max_iter, batch_size, lr,
-          save_freq, voxel_size, gpus, procs, threads, resume, restart_from_scratch) -> None:  # fmt: skip
+          save_freq, voxel_size, gpus, procs, threads, precision, resume, restart_from_scratch) -> None:  # fmt: skip
     """Train the embedding network (through stseg-train's trainer)."""
     from ssen_instance.train import command_config, train_instance
 
     config, resuming = command_config(
         data=data, out=None if out is None else str(out), resume=resume, recipe=recipe, semantic_weights=semantic_weights,
         embedding_dim=embedding_dim, model=model, max_iter=max_iter, batch_size=batch_size, lr=lr,
-        save_freq=save_freq, voxel_size=voxel_size, threads=threads,
+        save_freq=save_freq, voxel_size=voxel_size, threads=threads, precision=precision,
     )  # fmt: skip
     train_instance(config, gpus=gpus, procs=procs, resume=resuming,
                    restart_from_scratch=restart_from_scratch)  # fmt: skip
@@ -113,7 +116,7 @@ def train(data, semantic_weights, out, recipe, model, embedding_dim, max_iter, b
               help="Use the scene files' predicted-semantic column instead of the semantic pass.")  # fmt: skip
 @_cluster_options
 def evaluate(scenes, semantic_weights, instance_weights, out, overwrite, stored_semantic, strategy,
-             min_cluster_size, min_samples, cluster_epsilon, score, rotations, device) -> None:  # fmt: skip
+             min_cluster_size, min_samples, cluster_epsilon, score, rotations, device, precision) -> None:  # fmt: skip
     """ScanNet instance AP over SSEN scene files (SCENE.pt or a folder)."""
     from ssen_instance.pipeline import make_segmenter, plan_evaluation, run_evaluation
 
@@ -122,9 +125,8 @@ def evaluate(scenes, semantic_weights, instance_weights, out, overwrite, stored_
     grouping = _grouping(strategy, min_cluster_size, min_samples, cluster_epsilon, score)
     # every scene file and the output folder are checked before the networks are loaded
     plan = plan_evaluation(scenes, out, overwrite=overwrite)
-    segmenter = make_segmenter(
-        semantic_weights, instance_weights, grouping, rotations=rotations, device=device
-    )
+    segmenter = make_segmenter(semantic_weights, instance_weights, grouping, rotations=rotations,
+                               device=device, precision=precision)  # fmt: skip
     metrics = run_evaluation(plan, segmenter, stored_semantic=stored_semantic)
     click.echo(metrics.table())
     click.echo(f"metrics: {out}/metrics.json")
@@ -140,7 +142,7 @@ def evaluate(scenes, semantic_weights, instance_weights, out, overwrite, stored_
 @overwrite_option("Replace this scene's earlier prediction in --out (its index and mask files).")
 @_cluster_options
 def predict(scene, out, semantic_weights, instance_weights, overwrite, strategy, min_cluster_size,
-            min_samples, cluster_epsilon, score, rotations, device) -> None:  # fmt: skip
+            min_samples, cluster_epsilon, score, rotations, device, precision) -> None:  # fmt: skip
     """Instances of SCENE (.ply or SSEN .pt) in the ScanNet benchmark format.
 
     OUT may hold other scenes' predictions (the benchmark's one folder for all scenes); only an
@@ -151,9 +153,8 @@ def predict(scene, out, semantic_weights, instance_weights, overwrite, strategy,
 
     grouping = _grouping(strategy, min_cluster_size, min_samples, cluster_epsilon, score)
     cloud = prepare_predict(scene, out, overwrite=overwrite)  # before the networks are loaded
-    segmenter = make_segmenter(
-        semantic_weights, instance_weights, grouping, rotations=rotations, device=device
-    )
+    segmenter = make_segmenter(semantic_weights, instance_weights, grouping, rotations=rotations,
+                               device=device, precision=precision)  # fmt: skip
     index, pred = predict_cloud(cloud, scene_name(scene), out, segmenter)
     click.echo(f"{index}: {len(pred.instances)} instances")
 

@@ -26,6 +26,8 @@ from ssen_instance.model import embedding_outputs, forward_sparse, load_instance
 from stseg_data.labels import IGNORE_LABEL, SCANNET_INSTANCE_CLASS_IDS
 from stseg_data.voxelize import Voxelized, voxelize
 from stseg_models.checkpoint import InferenceSpec, read_checkpoint
+from stseg_models.errors import PredictInputError
+from stseg_models.precision import autocast_dtype, precision_context
 
 
 @dataclass
@@ -172,7 +174,13 @@ class InstanceSegmenter:
         *,
         rotations: int = 1,
         device: str = "cpu",
+        precision: str = "fp32",
     ) -> None:
+        try:
+            autocast_dtype(precision)
+        except PredictInputError as error:
+            raise InstanceInputError(str(error)) from None
+        self.precision = precision  # both networks' forward: fp32, or bf16 / fp16 autocast
         self.semantic_model = None if semantic_model is None else semantic_model.eval().to(device)
         self.semantic_spec = semantic_spec
         self.embedding_model = embedding_model.eval().to(device)
@@ -190,6 +198,7 @@ class InstanceSegmenter:
         *,
         rotations: int = 1,
         device: str = "cpu",
+        precision: str = "fp32",
     ) -> InstanceSegmenter:
         emb_model, emb_spec = load_instance_model(instance)
         try:
@@ -200,9 +209,8 @@ class InstanceSegmenter:
                 f"({', '.join(emb_spec.class_names[:3])}, ...)"
             ) from None
         if semantic is None:  # semantics come with every scene (predict(..., semantic=...))
-            return cls(
-                None, None, emb_model, emb_spec, grouping, rotations=rotations, device=device
-            )
+            return cls(None, None, emb_model, emb_spec, grouping, rotations=rotations,
+                       device=device, precision=precision)  # fmt: skip
         ckpt = read_checkpoint(semantic)
         if ckpt.inference is None:
             raise InstanceInputError(
@@ -223,6 +231,7 @@ class InstanceSegmenter:
             grouping,
             rotations=rotations,
             device=device,
+            precision=precision,
         )
 
     def _shared_grid(self) -> bool:
@@ -257,28 +266,30 @@ class InstanceSegmenter:
                 raise InstanceInputError(
                     "no semantic checkpoint: pass --semantic-weights or use stored semantics"
                 )
-            semantic = semantic_pass(
-                self.semantic_model,
-                self.semantic_spec,
-                xyz,
-                rgb,
-                rotations=self.rotations,
-                device=self.device,
-                vox=vox,
-            )
+            with precision_context(torch.device(self.device), self.precision):
+                semantic = semantic_pass(
+                    self.semantic_model,
+                    self.semantic_spec,
+                    xyz,
+                    rgb,
+                    rotations=self.rotations,
+                    device=self.device,
+                    vox=vox,
+                )
         times.semantic = time.perf_counter() - tic
         tic = time.perf_counter()
-        emb, voxel_sem, inverse, coords = embedding_pass(
-            self.embedding_model,
-            self.embedding_spec,
-            xyz,
-            rgb,
-            semantic,
-            instance_classes=self.grouping.instance_classes,
-            device=self.device,
-            vox=vox,
-            background_head=use_head,
-        )
+        with precision_context(torch.device(self.device), self.precision):
+            emb, voxel_sem, inverse, coords = embedding_pass(
+                self.embedding_model,
+                self.embedding_spec,
+                xyz,
+                rgb,
+                semantic,
+                instance_classes=self.grouping.instance_classes,
+                device=self.device,
+                vox=vox,
+                background_head=use_head,
+            )
         times.embedding = time.perf_counter() - tic
         tic = time.perf_counter()
         instances = group_instances(emb, voxel_sem, inverse, self.grouping, coords)

@@ -321,8 +321,10 @@ def make_segmenter(
     *,
     rotations: int = 1,
     device: str = "cpu",
+    precision: str = "fp32",
 ) -> InstanceSegmenter:
-    """Both networks from their checkpoints."""
+    """Both networks from their checkpoints, run in `precision` (fp32, or bf16 / fp16 autocast)."""
     return InstanceSegmenter.from_checkpoints(
-        semantic_weights, instance_weights, grouping, rotations=rotations, device=device
-    )
+        semantic_weights, instance_weights, grouping, rotations=rotations, device=device,
+        precision=precision,
+    )  # fmt: skip

@@ -1,6 +1,6 @@
 """The options several stseg commands share, each defined once.
 
-`--resume RUN`, `--threads N`, `--device`, `--rotations N`, `--out PATH` and `--overwrite` mean
+`--resume RUN`, `--threads N`, `--device`, `--precision`, `--rotations N`, `--out PATH` and `--overwrite` mean
 the same in every command of the five command lines, so they are built here and nowhere else.
 Each is a `SharedOption`, whose `shared` attribute names the definition: the CLI test walks every
 command and checks that an option of one of these names is the shared one.
@@ -28,6 +28,11 @@ THREADS_HELP = (
     "CPU threads for torch, N >= 1 (default: {default}; 1 is fastest on a loaded machine)."
 )
 DEVICE_HELP = "Torch device: cpu, cuda or cuda:N."
+PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISION_HELP = (
+    "Network arithmetic: fp32, or bf16 / fp16 autocast (bf16: CPUs with AVX512-BF16 or AMX, recent "
+    "GPUs; fp16: GPUs)."
+)
 ROTATIONS_HELP = "Average the predictions of N >= 1 rotations about the upright axis."
 OVERWRITE_TAIL = "Without --overwrite an existing output is refused."
 
@@ -157,6 +162,23 @@ def device_option(fn: F) -> F:
         show_default=True,
         help=DEVICE_HELP,
     )(fn)
+
+
+def precision_option(*, default: str | None = "fp32") -> Callable[[F], F]:
+    """``--precision fp32|bf16|fp16``; `default` None leaves it to the command's config."""
+
+    def decorate(fn: F) -> F:
+        return click.option(
+            "--precision",
+            cls=SharedOption,
+            shared="precision",
+            type=click.Choice(PRECISIONS),
+            default=default,
+            show_default=default is not None,
+            help=PRECISION_HELP + ("" if default is not None else " Default: the config's (fp32)."),
+        )(fn)
+
+    return decorate
 
 
 def rotations_option(fn: F) -> F:

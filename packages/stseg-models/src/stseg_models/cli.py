@@ -10,6 +10,7 @@ from stseg_data.cli_options import (
     device_option,
     out_option,
     overwrite_option,
+    precision_option,
     rotations_option,
     threads_option,
 )
@@ -100,6 +101,7 @@ def _parse_color(_ctx: click.Context, _param: click.Parameter, value: str | None
     help="Constant colour R,G,B for clouds without colour.",
 )
 @device_option
+@precision_option()
 @click.option(
     "--model", "model_name", default=None, help="Network name, for original model-zoo weights."
 )
@@ -110,11 +112,11 @@ def _parse_color(_ctx: click.Context, _param: click.Parameter, value: str | None
     help="Inference preset, for original model-zoo weights.",
 )
 @threads_option()
-def predict_command(input_path: Path, weights: Path, out_dir: Path, fmt: str, rotations: int, overwrite: bool, keep_going: bool, fill_color, device: str, model_name: str | None, dataset: str | None) -> None:  # fmt: skip
+def predict_command(input_path: Path, weights: Path, out_dir: Path, fmt: str, rotations: int, overwrite: bool, keep_going: bool, fill_color, device: str, precision: str, model_name: str | None, dataset: str | None) -> None:  # fmt: skip
     """Segment INPUT (a .ply file or a folder of them) with the checkpoint WEIGHTS."""
     from stseg_models.predict_files import PredictOptions, run_predict
 
-    opts = PredictOptions(out_dir, fmt, rotations, overwrite, keep_going, fill_color)
+    opts = PredictOptions(out_dir, fmt, rotations, overwrite, keep_going, fill_color, precision)
     summary = run_predict(
         input_path, weights, opts, device=device, model_name=model_name, dataset=dataset
     )

@@ -26,6 +26,7 @@ from stseg_data.cli_support import is_out_of_memory, out_of_memory_line
 from stseg_data.errors import StsegError
 from stseg_models.checkpoint import Checkpoint, InferenceSpec, dataset_preset, infer_model_args
 from stseg_models.errors import CheckpointError, PredictInputError, PredictRuntimeError
+from stseg_models.precision import autocast_dtype, precision_context
 
 #: points handled per scatter step when adding voxel logits to points
 POINT_CHUNK = 1 << 20
@@ -110,6 +111,12 @@ class Segmenter:
     model: nn.Module
     spec: InferenceSpec
     device: torch.device
+    precision: str = (
+        "fp32"  # fp32 | bf16 | fp16 (`stseg_models.precision`): autocast of the forward
+    )
+
+    def __post_init__(self) -> None:
+        autocast_dtype(self.precision)  # a bad name fails here, not at the first cloud
 
     @classmethod
     def from_checkpoint(
@@ -120,9 +127,11 @@ class Segmenter:
         backend: str | None = None,
         model_name: str | None = None,
         dataset: str | None = None,
+        precision: str = "fp32",
     ) -> Segmenter:
         """Load an stseg checkpoint (or an original model-zoo file with `model_name` and
-        `dataset` naming its network and inference preset), strictly, onto `device`."""
+        `dataset` naming its network and inference preset), strictly, onto `device`; the forward
+        runs in `precision` (fp32, or bf16 / fp16 autocast)."""
         from stseg_models.checkpoint import read_checkpoint
         from stseg_models.weights import load_weights
         from stseg_models.zoo import build_model
@@ -149,7 +158,7 @@ class Segmenter:
             )
         model = build_model(**build_args, backend=backend)
         load_weights(model, ckpt.state_dict, strict=True, where=str(path))
-        return cls(model.to(dev).eval(), spec, dev)
+        return cls(model.to(dev).eval(), spec, dev, precision)
 
     @property
     def num_classes(self) -> int:
@@ -176,7 +185,8 @@ class Segmenter:
         me = cast(Any, self.model)._me  # the sparse backend the network was built with
         field_coords = torch.cat([batch, coords], 1).to(self.device)
         x = me.SparseTensor(feats.to(self.device), coordinates=field_coords)
-        out = self.model(x)
+        with precision_context(self.device, self.precision):
+            out = self.model(x)
         rows = output_rows(out.C, field_coords)
         logits = out.F if rows is None else out.F[rows.to(out.F.device)]
         return logits.float().cpu(), torch.from_numpy(vox.inverse)

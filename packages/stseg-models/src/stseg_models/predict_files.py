@@ -47,6 +47,7 @@ class PredictOptions:
     overwrite: bool = False
     keep_going: bool = False
     fill_color: tuple[float, float, float] | None = None
+    precision: str = "fp32"  # fp32 | bf16 | fp16 autocast of the forward
 
 
 @dataclass
@@ -213,7 +214,8 @@ def run_predict(
     """The whole `predict` command: find inputs, load the checkpoint once, predict them all."""
     files = find_inputs(input_path)
     check_writable(opts.out_dir)  # a read-only or missing place for outputs, before the model loads
-    seg = Segmenter.from_checkpoint(weights, device=device, model_name=model_name, dataset=dataset)
+    seg = Segmenter.from_checkpoint(weights, device=device, model_name=model_name, dataset=dataset,
+                                    precision=opts.precision)  # fmt: skip
     if seg.dimension != 3:
         raise PredictInputError(
             f"{weights}: a {seg.dimension}D (space + time) network; prediction on files supports "

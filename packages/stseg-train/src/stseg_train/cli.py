@@ -27,6 +27,7 @@ from stseg_data.cli_options import (
     device_option,
     out_option,
     overwrite_option,
+    precision_option,
     resume_option,
     rotations_option,
     threads_option,
@@ -57,6 +58,7 @@ def _training_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--max-iter", type=int, default=None, help="Optimizer steps in total."),
         click.option("--batch-size", type=int, default=None, help="Scenes per step per process."),
         click.option("--voxel-size", type=float, default=None, help="Voxel size (dataset units)."),
+        precision_option(default=None),
         # recorded as the config's `threads` (spawned processes and --resume use it too)
         threads_option(default="the config's threads; 0 there = cores / processes", expose=True),
         out_option("Run folder (must not exist; default runs/<command>)."),
@@ -105,6 +107,7 @@ for _dataset in ("scannet", "s3dis", "synthia4d", "synthetic"):
             "/ beside the checkpoint; the run's own metrics.json is never touched).")  # fmt: skip
 @overwrite_option("Replace an existing eval_<split>.json.")
 @device_option
+@precision_option()
 @threads_option()
 def eval_command(
     target: str,
@@ -114,13 +117,15 @@ def eval_command(
     out: Path | None,
     overwrite: bool,
     device: str,
+    precision: str,
 ) -> None:
     """Per-class IoU, mIoU, mean and overall accuracy of CHECKPOINT|RUN (voxels and points)."""
     from stseg_train.jobs import evaluate_checkpoint
 
     summary = evaluate_checkpoint(
-        target, data, split=split, rotations=rotations, out=out, overwrite=overwrite, device=device
-    )
+        target, data, split=split, rotations=rotations, out=out, overwrite=overwrite,
+        device=device, precision=precision,
+    )  # fmt: skip
     click.echo(summary["table"])
     click.echo(f"voxels: mIoU {summary['voxels']['miou']:.4f}; written {summary['written']}")
 
@@ -135,14 +140,17 @@ def eval_command(
 @rotations_option
 @overwrite_option("Write into a non-empty --out, replacing existing <scene>.txt files.")
 @device_option
+@precision_option()
 @threads_option()
 def export_benchmark_command(
-    target: str, data: str, out: Path, split: str, rotations: int, overwrite: bool, device: str
-) -> None:
+    target: str, data: str, out: Path, split: str, rotations: int, overwrite: bool, device: str,
+    precision: str,
+) -> None:  # fmt: skip
     """ScanNet semantic benchmark submission: one <scene>.txt of NYU40 ids per vertex."""
     from stseg_train.jobs import export_benchmark
 
     written = export_benchmark(
-        target, data, out, split=split, rotations=rotations, overwrite=overwrite, device=device
-    )
+        target, data, out, split=split, rotations=rotations, overwrite=overwrite, device=device,
+        precision=precision,
+    )  # fmt: skip
     click.echo(f"wrote {len(written)} scene file(s) to {out}")

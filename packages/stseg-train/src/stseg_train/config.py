@@ -69,7 +69,10 @@ class TrainConfig:
     # cross-entropy class weights frequency^-class_balance over the training points (0 = plain
     # cross-entropy, the original; 0.5 = inverse square root, lifts rare classes early on)
     class_balance: float = 0.0
-    amp: bool = False  # mixed precision, CUDA only
+    # forward arithmetic: fp32, or bf16 / fp16 autocast (stseg_models.precision); bf16 on CPUs
+    # with AVX512-BF16 / AMX (about 2x faster there), fp16 on GPUs with loss scaling
+    precision: str = "fp32"
+    amp: bool = False  # the older switch: fp16 autocast on CUDA when precision is fp32
     max_points_per_batch: int = 0  # 0 = no cap; otherwise trailing samples are dropped
     sync_bn: bool = False
     # data
@@ -360,6 +363,10 @@ def validate(config: TrainConfig) -> None:
     checks = [
         (config.features in ("rgb", "rgb+xyz"), "features must be 'rgb' or 'rgb+xyz'"),
         (config.optimizer in ("sgd", "adam"), "optimizer must be 'sgd' or 'adam'"),
+        (
+            config.precision in ("fp32", "bf16", "fp16"),
+            f"precision must be fp32, bf16 or fp16, got {config.precision!r}",
+        ),
         (config.scheduler in ("poly", "step", "exp"), "scheduler must be poly, step or exp"),
         (config.voxel_size > 0 and _finite(config.voxel_size), "voxel_size must be > 0"),
         (config.batch_size >= 1, "batch_size must be >= 1"),

@@ -59,6 +59,17 @@ def load_trained(target: str | Path, device: str = "cpu") -> tuple[torch.nn.Modu
     return model.to(device).eval(), config, path
 
 
+def _precision(precision: str, device: str) -> Any:
+    """The autocast context of `precision` on `device`; `TrainInputError` for an unknown name."""
+    from stseg_models.errors import PredictInputError
+    from stseg_models.precision import precision_context
+
+    try:
+        return precision_context(torch.device(device), precision)
+    except PredictInputError as error:
+        raise TrainInputError(f"--precision: {error}") from None
+
+
 def eval_output_path(target: str | Path, split: str, out: str | Path | None) -> Path:
     """Where `eval` writes: `eval_<split>.json` in the run (beside a checkpoint file), in folder
     `out`, or `out` itself when it names a `.json` file. Never the run's own metrics.json."""
@@ -79,23 +90,26 @@ def evaluate_checkpoint(
     out: str | Path | None = None,
     overwrite: bool = False,
     device: str = "cpu",
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Metrics of a checkpoint on a split, written to `eval_output_path(target, split, out)`; the
-    network runs on `device` (cpu, cuda, cuda:N).
+    network runs on `device` (cpu, cuda, cuda:N) in `precision` (fp32, or bf16 / fp16 autocast).
 
     The output is checked first (an existing file is refused unless `overwrite`; the folder must
     be writable), so a refusal comes before the evaluation, not after it.
     """
     if rotations < 1:
         raise TrainInputError(f"--rotations must be >= 1, got {rotations}")
+    arithmetic = _precision(precision, device)
     out_path = eval_output_path(target, split, out)
     refuse_existing(out_path, overwrite)
     check_writable(out_path.parent)
     model, config, path = load_trained(target, device)
     config = dataclasses.replace(config, data=str(data))
     samples = SceneSamples(split_items(config, split), config, train=False)
-    summary = evaluate_scenes(model, sparse_forward, samples, rotations=rotations)
-    summary = {"checkpoint": str(path), "split": split, **summary}
+    with arithmetic:
+        summary = evaluate_scenes(model, sparse_forward, samples, rotations=rotations)
+    summary = {"checkpoint": str(path), "split": split, "precision": precision, **summary}
     with atomic_write(out_path, "w", overwrite=overwrite) as handle:
         json.dump(summary, handle, indent=2)
     summary["table"] = format_table(summary)
@@ -112,10 +126,13 @@ def export_benchmark(
     rotations: int = 1,
     overwrite: bool = False,
     device: str = "cpu",
+    precision: str = "fp32",
 ) -> list[Path]:
-    """Write `<out>/<scene>.txt` (NYU40 id per vertex, ScanNet benchmark format) for each scene."""
+    """Write `<out>/<scene>.txt` (NYU40 id per vertex, ScanNet benchmark format) for each scene;
+    the network runs in `precision` (fp32, or bf16 / fp16 autocast)."""
     from stseg_data.labels import scannet20_to_nyu40
 
+    arithmetic = _precision(precision, device)
     # The output first: a non-empty --out is refused and an unwritable one found before the
     # network runs over every scene.
     refuse_existing(out, overwrite)
@@ -145,7 +162,8 @@ def export_benchmark(
     written = []
     for index in range(len(samples)):
         cloud = samples.cloud(index)
-        logits, _ = scene_logits(model, sparse_forward, cloud, samples, rotations)
+        with arithmetic:
+            logits, _ = scene_logits(model, sparse_forward, cloud, samples, rotations)
         ids = scannet20_to_nyu40(logits.argmax(1))
         path = Path(out) / f"{samples.name(index)}.txt"
         with atomic_write(path, "w", overwrite=overwrite) as handle:

@@ -24,6 +24,7 @@ def train_command(
     max_iter: int | None = None,
     batch_size: int | None = None,
     voxel_size: float | None = None,
+    precision: str | None = None,
     threads: int | None = None,
     out: str | None = None,
     config_file: str | None = None,
@@ -54,6 +55,7 @@ def train_command(
         "max_iter": max_iter,
         "batch_size": batch_size,
         "voxel_size": voxel_size,
+        "precision": precision,
         "threads": threads,
         "out": run,
     }

@@ -25,6 +25,7 @@ import torch
 
 from stseg_data.atomic import atomic_write
 from stseg_data.errors import StsegRuntimeError
+from stseg_models.precision import autocast_dtype
 from stseg_train import __version__
 from stseg_train.batches import BatchStream, Position
 from stseg_train.checkpoint import CheckpointManager
@@ -84,8 +85,14 @@ class Trainer:
         )
         self.optimizer = build_optimizer(config, self.params)
         self.scheduler = build_scheduler(config, self.optimizer)
-        self.use_amp = config.amp and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        # `precision` bf16 / fp16: forward under autocast (the older `amp` switch: fp16 on CUDA)
+        self.amp_dtype = autocast_dtype(config.precision)
+        if self.amp_dtype is None and config.amp and self.device.type == "cuda":
+            self.amp_dtype = torch.float16
+        # fp16's narrow range needs loss scaling (and the scaler skips steps with inf gradients);
+        # bf16 has float32's range and needs none
+        self.use_amp = self.amp_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
         self.state = TrainState()
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", config.keep_last)
         self._stop_requested = False
@@ -221,7 +228,7 @@ class Trainer:
     # ---- one step -----------------------------------------------------------------------
     def _forward_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, int, int]:
         """(loss, valid voxels, correct voxels) of one batch: `Components.loss`, or cross-entropy."""
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+        with self._autocast():
             outputs = self.parts.forward(self.net, batch)
         if self.parts.loss is not None:
             result = self.parts.loss(outputs, batch)
@@ -231,6 +238,12 @@ class Trainer:
             loss, n_valid, correct = batch_loss(outputs, labels, self.config, self.class_weights)
         poisoned = inject_fault("nan", self.ctx.rank, self.state.iteration, loss)
         return (loss if poisoned is None else poisoned), n_valid, correct
+
+    def _autocast(self) -> Any:
+        """The forward's arithmetic (`TrainConfig.precision`): autocast, or nothing for fp32."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def _no_sync(self) -> Any:
         """Backward without the gradient all-reduce (every batch but the last of a step)."""
@@ -353,7 +366,7 @@ class Trainer:
         best = False
         if self.ctx.is_main and self.parts.evaluate is not None:
             self.model.eval()
-            with torch.no_grad():
+            with torch.no_grad(), self._autocast():  # validation in the training's precision
                 summary = self.parts.evaluate(self.model)
             self.model.train()
             self.state.last_metrics = summary

@@ -26,11 +26,6 @@ Semantics (identical to MinkowskiEngine 0.5.4 unless noted):
 to use, chosen by argument or ``$STSEG_SPARSE_BACKEND`` (default ``native``).
 """
 
-from stseg_models.sparse.gemm_rows import ensure_primitive_cache
-
-# Before any half-precision GEMM of the process: oneDNN reads its cache size once (see gemm_rows).
-ensure_primitive_cache()
-
 # The rest of MinkowskiEngine 0.5.4's public API, one aggregator module per area; their names are
 # appended to __all__ below.
 from stseg_models.sparse import _api_coords, _api_ops, _api_utils
@@ -48,6 +43,7 @@ from stseg_models.sparse.conv import MinkowskiConvolution, MinkowskiConvolutionT
 from stseg_models.sparse.coordinate_manager import CoordinateManager, CoordinateMapKey
 from stseg_models.sparse.errors import MinkowskiBuildError, SparseBackendError, SparseInputError
 from stseg_models.sparse.field import TensorField
+from stseg_models.sparse.gemm_rows import ensure_primitive_cache
 from stseg_models.sparse.kernel import KernelGenerator, RegionType
 from stseg_models.sparse.modes import (
     GlobalPoolingMode,
@@ -75,6 +71,9 @@ from stseg_models.sparse.pooling import (
     MinkowskiSumPooling,
 )
 from stseg_models.sparse.tensor import SparseTensor
+
+# Before any half-precision GEMM of the process: oneDNN reads its cache size once (see gemm_rows).
+ensure_primitive_cache()
 
 __version__ = "0.5.4+stseg"
 BACKEND = "native"
