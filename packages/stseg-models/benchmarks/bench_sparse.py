@@ -607,6 +607,10 @@ def print_table(table: list[dict[str, Any]]) -> None:
             f"{f(e['speedup_vs_minkowski_cpu'], 2)} | {f(e['native_x_floor_cpu'], 2)} | "
             f"{f(e.get('minkowski_blas1_s'))} | {f(e.get('speedup_vs_minkowski_best'), 2)} |"
         )
+    for e in table:
+        if "native_x_fp32_floor" in e:  # autocast runs: against the float32 floor as well
+            print(f"{e['section']} {e['mode']}: native {f(e['native_s'])} s = "
+                  f"{f(e['native_x_fp32_floor'], 2)} x the fp32 floor ({f(e['fp32_gemm_floor_s'])} s)")  # fmt: skip
 
 
 def set_threads(threads: int) -> dict[str, Any]:
@@ -785,6 +789,7 @@ def main() -> None:
     weights: dict[str, torch.Tensor] = {}
     state: dict[str, Any] = {}
     pairs: dict[str, int] = {}
+    fp32_floors: dict[str, dict[str, dict[str, float]]] = {}
     for device in devices:
         floor = Floor(device, amp_dtype or torch.float32)
         for engine in engines:
@@ -807,6 +812,11 @@ def main() -> None:
         feats = torch.rand(len(c), 3).to(device)
         dev_floor["res16unet34c"] = network_floor(model, NATIVE, c, feats, floor)
         floors[device] = dev_floor
+        if amp_dtype is not None:  # the floor to beat: float32 GEMMs of the same FLOPs
+            fp32_floor = Floor(device, torch.float32)
+            fp32_floors[device] = {
+                "res16unet34c": network_floor(model, NATIVE, c, feats, fp32_floor)
+            }
     checks = {}
     if "minkowski-cpu" in outputs:
         checks = max_rel_error(outputs["native-cpu"], outputs["minkowski-cpu"])
@@ -819,6 +829,11 @@ def main() -> None:
             f"Res16UNet34C training step peak RSS growth, fresh process each (MiB): {network_mem}"
         )
     table = compare(results, floors)
+    for row in table:  # under autocast: native time against the float32 floor too
+        fp32 = fp32_floors.get(row["device"], {}).get(row["section"], {}).get(row["mode"])
+        if fp32:
+            row["fp32_gemm_floor_s"] = round(fp32, 4)
+            row["native_x_fp32_floor"] = round(row["native_s"] / fp32, 2)
     print_table(table)
     if checks:
         print(f"max relative error vs MinkowskiEngine: {json.dumps(checks)}")
@@ -836,6 +851,7 @@ def main() -> None:
         "seconds_total": round(time.perf_counter() - started, 1),
         "comparison": table,
         "floors": floors,
+        "fp32_floors": fp32_floors,
         "results": results,
         "max_relative_error_vs_minkowski": checks,
         "small_inputs": small,

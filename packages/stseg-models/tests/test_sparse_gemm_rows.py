@@ -4,8 +4,9 @@
   most 25 % more rows), and is monotone;
 - every pass kind (reduce with and without the dense zero offset, direct, patch, 1x1), forward
   and backward, in bf16 with tiny gather pieces and chunks (so that most GEMMs are padded and the
-  dense zero offset's windows reach the last row): the same outputs and gradients as the unpadded
-  passes, and within bf16 rounding of a float64 reference;
+  dense zero offset's windows reach the last row): as close to a float64 reference as the
+  unpadded passes;
+- GEMMs over a whole layer in pieces equal one GEMM; half precision skips the small-map routes;
 - a second point cloud of about the same size reuses nearly every GEMM shape of the first with
   padding, and almost none without (each new shape costs oneDNN a new kernel).
 """
@@ -20,7 +21,12 @@ from torch.profiler import ProfilerActivity, profile
 
 import stseg_models.sparse as ME
 from stseg_models.sparse import conv_function
-from stseg_models.sparse.gemm_rows import PRIMITIVE_CACHE_ENV, padded_rows, pads_rows
+from stseg_models.sparse.gemm_rows import (
+    PRIMITIVE_CACHE_CAPACITY,
+    PRIMITIVE_CACHE_ENV,
+    padded_rows,
+    pads_rows,
+)
 
 
 def test_padded_rows_rounds_up_to_few_sizes() -> None:
@@ -44,7 +50,48 @@ def test_only_half_precision_on_cpu_pads() -> None:
 def test_importing_the_engine_sizes_onednns_cache() -> None:
     import os
 
-    assert int(os.environ[PRIMITIVE_CACHE_ENV]) >= 4096  # set at import unless the user did
+    # set at import unless the user did (no test sets it)
+    assert int(os.environ[PRIMITIVE_CACHE_ENV]) == PRIMITIVE_CACHE_CAPACITY == 2048
+
+
+@pytest.mark.parametrize("rows", [1, 63, 700, 4096, 5000])
+def test_whole_layer_gemms_in_pieces_equal_one_gemm(
+    monkeypatch: pytest.MonkeyPatch, rows: int
+) -> None:
+    monkeypatch.setattr(conv_function, "GATHER_ELEMENTS", 64 * 1024)  # 1024-row pieces
+    g = torch.Generator().manual_seed(rows)
+    a, b = torch.randn(rows, 64, generator=g), torch.randn(64, 48, generator=g)
+    c = torch.randn(rows, 48, generator=g)
+    a16, b16, c16 = a.bfloat16(), b.bfloat16(), c.bfloat16()
+    # rows are independent: the pieces and the padded tail give one GEMM's rows
+    torch.testing.assert_close(conv_function._whole_mm(a16, b16), a16 @ b16, rtol=8e-3, atol=1e-2)
+    # the sum over rows, in float32 from bf16 products: the float64 sum to bf16 precision
+    total = conv_function._whole_tmm(a16, c16, torch.float32)
+    reference = a16.double().t() @ c16.double()
+    assert total.dtype == torch.float32
+    assert float((total.double() - reference).norm() / reference.norm()) < 4e-3
+    # float32 inputs take the plain GEMM
+    torch.testing.assert_close(conv_function._whole_mm(a, b), a @ b)
+
+
+def test_half_precision_skips_the_small_map_routes() -> None:
+    # a 60-point map is small: fp32 takes the one-GEMM route, bf16 the general (padded) passes
+    coords, feats = _cloud(5, n=60, extent=5)
+    conv = ME.MinkowskiConvolution(8, 8, kernel_size=3, dimension=3)
+    x32 = ME.SparseTensor(feats, coords)
+    kmap = _map_of(conv, x32)
+    assert conv_function._is_small(feats, kmap)
+    assert not conv_function._is_small(feats.bfloat16(), kmap)
+    assert not conv_function._is_batched(feats.bfloat16(), conv.kernel.bfloat16(), kmap)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y16 = conv(ME.SparseTensor(feats, coords)).F
+    y32 = conv(x32).F
+    assert float((y16.double() - y32.double()).norm() / y32.double().norm()) < 2e-2
+
+
+def _map_of(conv: torch.nn.Module, x: ME.SparseTensor) -> object:
+    conv(x)
+    return next(iter(x.coordinate_manager._kernel_maps.values()))
 
 
 def _cloud(seed: int, n: int = 900, extent: int = 14) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,14 +151,12 @@ def test_padded_passes_equal_unpadded_ones_and_the_float64_result(
     for p, u, r in zip(padded, unpadded, reference, strict=True):
         assert p.dtype == u.dtype and p.shape == u.shape == r.shape
         assert torch.isfinite(p).all()
-        # The same products and sums: a GEMM's row does not depend on the rows beside it, and
-        # padded rows of a weight-gradient sum are zero. (Equal here; a BLAS that blocks the
-        # reduction differently for another row count may round the last bit differently.)
-        torch.testing.assert_close(
-            p.double(), u.double(), rtol=8e-3, atol=1e-5 * float(r.abs().max())
-        )
-        err = float((p.double() - r).norm() / r.norm())
-        assert err < 3e-2, f"relative error to float64 {err:.3g}"
+        # A GEMM's row does not depend on the rows beside it and padded rows of a weight-gradient
+        # sum are zero, so the padded passes lose nothing: as close to float64 as the unpadded
+        # ones (closer for the zero offset's weight gradient, now summed in float32 by pieces).
+        err_p = float((p.double() - r).norm() / r.norm())
+        err_u = float((u.double() - r).norm() / r.norm())
+        assert err_p < 3e-2 and err_p <= 1.25 * err_u + 1e-3, (err_p, err_u)
 
 
 def _gemm_shapes(seed: int, n: int) -> set[tuple[tuple[int, ...], ...]]:

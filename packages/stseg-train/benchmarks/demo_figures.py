@@ -59,6 +59,8 @@ def main() -> int:
         figures = demo_figures(_read(args.run / "metrics.json"), _read(args.run / "summary.json"))
     except KeyError as err:
         raise SystemExit(f"Error: {args.run}: the run's files lack {err}") from None
+    # the arithmetic the run trained and validated in (runs before `precision` existed: fp32)
+    figures["precision"] = _read(args.run / "config.json").get("precision", "fp32")
     one, five, _ = os.getloadavg()
     figures["load_when_copied"] = {"loadavg_1min": round(one, 2), "loadavg_5min": round(five, 2)}
     figures["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}

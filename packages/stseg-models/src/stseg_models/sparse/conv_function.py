@@ -210,6 +210,45 @@ def _reduce_pass(
     return out
 
 
+def _whole_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b over every row of a layer (a 1x1 kernel): in half precision on CPU as GEMMs of
+    `_piece_rows` rows and one zero-padded tail of `padded_rows` rows, so that a new point cloud
+    (a new row count) needs no new oneDNN kernel (`gemm_rows`)."""
+    if not pads_rows(a) or len(a) == 0:
+        return a @ b
+    out = a.new_empty((len(a), b.shape[1]))
+    piece = _piece_rows(a, max(a.shape[1], b.shape[1]))
+    full = len(a) - len(a) % piece
+    for lo, hi in _pieces(0, full, piece):
+        torch.mm(a[lo:hi], b, out=out[lo:hi])
+    if full < len(a):
+        tail = _zero_padded(a[full:])
+        out[full:] = (tail @ b)[: len(a) - full]
+    return out
+
+
+def _whole_tmm(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """a^T @ b summed over every row (the weight gradient of a 1x1 kernel or of the zero offset),
+    in `dtype`; in half precision on CPU from pieces as `_whole_mm`, their sum in `dtype`."""
+    if not pads_rows(a) or len(a) == 0:
+        return _cast(a.t() @ b, dtype)
+    total = a.new_zeros((a.shape[1], b.shape[1]), dtype=dtype)
+    piece = _piece_rows(a, max(a.shape[1], b.shape[1]))
+    full = len(a) - len(a) % piece
+    for lo, hi in _pieces(0, full, piece):
+        _accumulate(total, a[lo:hi].t(), b[lo:hi])
+    if full < len(a):  # zero rows in both operands add nothing to the sum
+        _accumulate(total, _zero_padded(a[full:]).t(), _zero_padded(b[full:]))
+    return total
+
+
+def _zero_padded(rows: torch.Tensor) -> torch.Tensor:
+    """`rows` followed by zero rows, `padded_rows(len(rows))` in all."""
+    padded = rows.new_zeros((padded_rows(len(rows)), rows.shape[1]))
+    padded[: len(rows)] = rows
+    return padded
+
+
 def _identity_window(
     src: torch.Tensor, identity: torch.Tensor, first: int, last: int, scratch: torch.Tensor
 ) -> torch.Tensor:
@@ -217,7 +256,10 @@ def _identity_window(
     window that starts at `first`, or ends at the last row where it would run past it) into
     `scratch`; returns the rows of first..last."""
     rows = last - first
-    m = min(padded_rows(rows), len(src))
+    m = padded_rows(rows)
+    if m > len(src):  # one chunk wider than the set's padded tail: zero rows below it
+        torch.mm(_zero_padded(src[first:last]), identity, out=scratch[:m])
+        return scratch[:rows]
     start = min(first, len(src) - m)
     torch.mm(src[start : start + m], identity, out=scratch[:m])
     return scratch[first - start : first - start + rows]
@@ -318,15 +360,19 @@ def _patch_pass(
         if out is not None:
             torch.mm(patch, flat, out=out[a : a + m])
         if acc is not None and other is not None:
-            _accumulate(acc, other[a:b].t(), patch[:n])
+            # the padded tail: zero rows of `other` against the zero rows of `patch`
+            other_rows = other[a:b] if m == n else _zero_padded(other[a:b])
+            _accumulate(acc, other_rows.t(), patch)
     if grad_weight is not None and acc is not None:
         grad_weight += acc.view(-1, k_count, c_src).permute(1, 0, 2)
     return out[: kmap.num_out] if out is not None else None
 
 
 def _is_small(feats: torch.Tensor, kmap: KernelMap) -> bool:
+    # Not in half precision on CPU: the small routes' GEMMs take the cloud's own row count, a new
+    # oneDNN kernel for every cloud (`gemm_rows`); the general passes pad theirs.
     volume = kmap.num_out * kmap.kernel_volume * feats.shape[1]
-    return volume <= SMALL_PATCH_ELEMENTS and _on_cpu(feats)
+    return volume <= SMALL_PATCH_ELEMENTS and _on_cpu(feats) and not pads_rows(feats)
 
 
 def _cast(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -377,7 +423,7 @@ def _small_backward(
 
 def _is_batched(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> bool:
     """A CPU map whose padded layout is small and mostly pairs (not small enough for patches)."""
-    if not _on_cpu(feats):
+    if not _on_cpu(feats) or pads_rows(feats):  # (half precision: see `_is_small`)
         return False
     ks, width = kmap.padded_offsets()
     slots = len(ks) * width
@@ -471,7 +517,7 @@ def _patch_worthwhile(kmap: KernelMap) -> bool:
 def conv_forward(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
     """out [N_out, C_out] = sum over pairs (i, o, k) of feats[i] @ weight[k] into row o; weight [K, C_in, C_out]."""
     if kmap.identity >= 0 and kmap.out_unique:
-        return feats @ weight[kmap.identity]  # the identity is every pair there is (1x1 kernel)
+        return _whole_mm(feats, weight[kmap.identity])  # the identity is every pair (1x1 kernel)
     if _is_small(feats, kmap):  # (the pointwise case returned above)
         return _small_forward(feats, weight, kmap)
     if kmap.out_unique:
@@ -510,9 +556,9 @@ def conv_backward(
     if kmap.identity >= 0:
         identity = weight[kmap.identity].t()
         if grad_weight is not None:
-            grad_weight[kmap.identity] = feats.t() @ grad_out
+            grad_weight[kmap.identity] = _whole_tmm(feats, grad_out, grad_weight.dtype)
         if kmap.in_unique:  # the identity is every pair there is (1x1 kernel)
-            return (grad_out @ identity if need_feats else None), grad_weight
+            return (_whole_mm(grad_out, identity) if need_feats else None), grad_weight
     if kmap.in_unique:
         grad_feats = _direct_pass(grad_out, weight, kmap, True, need_feats, grad_weight, feats)
     elif kmap.mirror is not None:

@@ -10,8 +10,14 @@ vs 9.4 s a step). Float32 GEMMs go to MKL, which builds nothing per shape.
 So under half precision a pass computes each GEMM on `padded_rows(m)` rows: four sizes per octave
 (at most 25 % more rows, about 8 % more arithmetic in that step), from a buffer that has those
 rows. The extra output rows are never read; where the rows are the reduction of a weight gradient,
-both operands' extra rows are zero, so the sum is unchanged. One step then has about a thousand
-shapes, every later step the same ones, and `ensure_primitive_cache` makes room for them.
+both operands' extra rows are zero, so the sum is unchanged. GEMMs over every row of a layer (1x1
+kernels, the zero offset's weight gradient) run as pieces of a fixed size and one padded tail, and
+the small-map routes (`conv_function._is_small`, `_is_batched`), whose GEMMs take the cloud's own
+sizes, are not used. One step then has about a thousand shapes, every later step the same ones,
+and `ensure_primitive_cache` makes room for them.
+
+Each cached kernel also holds memory (about 0.63 MiB measured here), so the cache size is a
+ceiling on that memory too: without the padding, a run with a large cache grew by ~500 MiB a step.
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ import os
 import torch
 
 PRIMITIVE_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
-PRIMITIVE_CACHE_CAPACITY = 8192  # shapes of several networks' passes; each kernel is a few kB
+# A cached bf16 GEMM kernel holds about 0.63 MiB here (2,000 shapes: +1.26 GiB of RSS), so the
+# capacity is also a memory ceiling: 2048 kernels, at most ~1.3 GiB. Res16UNet34C's padded passes
+# use about 1,000 shapes on a 218k-voxel room (oneDNN's default of 1024 is just too small for it).
+PRIMITIVE_CACHE_CAPACITY = 2048
 STEPS_PER_OCTAVE = 4
 SMALLEST = 64  # below 256 rows: multiples of 64
 
