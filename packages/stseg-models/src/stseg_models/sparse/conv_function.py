@@ -125,7 +125,15 @@ class _Gather:
 
 def _piece_rows(tensor: torch.Tensor, width: int) -> int:
     """Rows gathered at once: `GATHER_ELEMENTS` values on CPU, unbounded elsewhere."""
-    return max(1, GATHER_ELEMENTS // max(width, 1)) if _on_cpu(tensor) else 2**62
+    if not _on_cpu(tensor):
+        return 2**62
+    return max(1, GATHER_ELEMENTS * _bytes_scale(tensor) // max(width, 1))
+
+
+def _bytes_scale(tensor: torch.Tensor) -> int:
+    """How many times more values than float32 fit a CPU budget in `tensor`'s dtype (2 for
+    bf16 / fp16): the budgets are cache and allocator sizes in bytes, set in float32 values."""
+    return max(1, 4 // tensor.element_size())
 
 
 def _gatherers(
@@ -161,7 +169,7 @@ def _reduce_pass(
     if not need_out and grad_weight is None:
         return None
     channels = weight.shape[1] if transpose else weight.shape[2]
-    budget = CPU_PAIR_ELEMENTS if _on_cpu(src) else DEVICE_PAIR_ELEMENTS
+    budget = CPU_PAIR_ELEMENTS * _bytes_scale(src) if _on_cpu(src) else DEVICE_PAIR_ELEMENTS
     plan = kmap.plan(_pairs_per_chunk(channels, budget))
     out = src.new_empty((kmap.num_out, channels)) if need_out else None
     piece, gather, gather_other = _gatherers(src, other, grad_weight)
