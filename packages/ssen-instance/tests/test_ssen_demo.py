@@ -218,3 +218,22 @@ def test_demo_help_lists_its_options() -> None:
     assert shown.returncode == 0, shown.stdout
     for option in ("--out", "--resume", "--semantic-weights", "--max-iter", "--strategy"):
         assert option in shown.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_demo_precision_bf16_reaches_both_trainings_and_is_kept_on_resume(tmp_path: Path) -> None:
+    out = tmp_path / "bf16"
+    done = run_command(_demo(out, "--precision", "bf16", "--no-view"), timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert json.loads((out / "demo.json").read_text())["precision"] == "bf16"
+    for training in ("semantic", "instance"):
+        assert json.loads((out / training / "config.json").read_text())["precision"] == "bf16"
+    metrics = _metrics(out)
+    for semantics in SEMANTICS:
+        assert all(math.isfinite(metrics[semantics][k]) for k in ("ap", "ap50", "ap25"))
+    # the precision makes the demo: another one on --resume is refused, nothing changed
+    before = (out / "metrics.json").read_bytes()
+    refused = run_command([TOOL, "demo", "--resume", str(out), "--precision", "fp32"], timeout=120)
+    assert refused.returncode == 2 and "--precision" in refused.stdout, refused.stdout
+    assert (out / "metrics.json").read_bytes() == before

@@ -198,12 +198,13 @@ def preprocess(raw, out, semantic_weights, overwrite) -> None:
 @click.option("--strategy", type=click.Choice(["point", "voxel", "voxel_class", "cell"]),
               default=None, help="Clustering strategy (default cell).")  # fmt: skip
 @threads_option(default="each recipe's; may change on --resume", expose=True)
+@precision_option(default=None)
 @click.option("--no-progress", is_flag=True,
               help="Log lines instead of progress bars (e.g. when the output goes to a file).")  # fmt: skip
 @click.option("--no-view", is_flag=True,
               help="Skip the PNG / HTML views (they need stseg-viz).")  # fmt: skip
 def demo(out, resume, overwrite, semantic_weights, rooms, semantic_max_iter, semantic_sets,
-         recipe, max_iter, save_freq, strategy, threads, no_progress, no_view) -> None:  # fmt: skip
+         recipe, max_iter, save_freq, strategy, threads, precision, no_progress, no_view) -> None:  # fmt: skip
     """From nothing: synthetic rooms, semantic training, SSEN training, AP on held-out rooms.
 
     Writes OUT/metrics.json (AP / AP50 / AP25 with predicted and with ground-truth semantics,
@@ -214,7 +215,7 @@ def demo(out, resume, overwrite, semantic_weights, rooms, semantic_max_iter, sem
     given = dict(
         semantic_weights=semantic_weights, rooms=rooms, semantic_max_iter=semantic_max_iter,
         semantic_sets=tuple(semantic_sets) or None, recipe=recipe, max_iter=max_iter,
-        save_freq=save_freq, strategy=strategy, threads=threads,
+        save_freq=save_freq, strategy=strategy, threads=threads, precision=precision,
         view=False if no_view else None, progress=False if no_progress else None,
     )  # fmt: skip
     source = click.get_current_context().get_parameter_source("out")

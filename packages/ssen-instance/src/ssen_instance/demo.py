@@ -92,6 +92,8 @@ def _sets(settings: DemoSettings) -> list[str]:
         sets.append(f"threads={settings.threads}")
     if not settings.progress:
         sets.append("progress=false")
+    if settings.precision != "fp32":
+        sets.append(f"precision={settings.precision}")
     return sets + list(settings.semantic_sets)
 
 
@@ -186,6 +188,7 @@ def stage_instance(run: Path, settings: DemoSettings, weights: str) -> dict[str,
             **overrides,
         )  # fmt: skip
     config.progress = settings.progress  # the recipe logs lines; the demo shows a bar with ETA
+    config.precision = settings.precision
     state = train_instance(config, resume=resuming)
     return {
         "checkpoint": str(out / "instance.pt"),
@@ -200,7 +203,8 @@ def _segmenter(settings: DemoSettings, weights: str, run: Path):
     from ssen_instance.inference import InstanceSegmenter
 
     grouping = GroupingConfig(strategy=settings.strategy)  # type: ignore[arg-type]
-    return InstanceSegmenter.from_checkpoints(weights, run / "instance" / "instance.pt", grouping)
+    return InstanceSegmenter.from_checkpoints(weights, run / "instance" / "instance.pt", grouping,
+                                              precision=settings.precision)  # fmt: skip
 
 
 def stage_evaluate(run: Path, settings: DemoSettings, weights: str) -> dict[str, Any]:

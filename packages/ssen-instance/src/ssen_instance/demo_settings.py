@@ -33,6 +33,7 @@ class DemoSettings:
     max_iter: int | None = None
     save_freq: int | None = None
     strategy: str = "cell"
+    precision: str = "fp32"  # both trainings and every evaluation: fp32, or bf16 / fp16 autocast
     threads: int | None = None
     view: bool = True
     progress: bool = True  # bars with ETA; off: log lines (for logs that are files, not terminals)
@@ -140,6 +141,8 @@ def _check(settings: DemoSettings) -> None:
         raise InstanceInputError(
             f"--recipe {settings.recipe}: unknown; choose one of {', '.join(RECIPES)}"
         )
+    if settings.precision not in ("fp32", "bf16", "fp16"):
+        raise InstanceInputError(f"--precision {settings.precision}: choose fp32, bf16 or fp16")
     if settings.strategy not in STRATEGIES:
         raise InstanceInputError(
             f"--strategy {settings.strategy}: unknown; choose one of {', '.join(STRATEGIES)}"
