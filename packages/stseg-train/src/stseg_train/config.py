@@ -70,7 +70,7 @@ class TrainConfig:
     # cross-entropy, the original; 0.5 = inverse square root, lifts rare classes early on)
     class_balance: float = 0.0
     # forward arithmetic: fp32, or bf16 / fp16 autocast (stseg_models.precision); bf16 on CPUs
-    # with AVX512-BF16 / AMX (about 2x faster there), fp16 on GPUs with loss scaling
+    # with AVX512-BF16 (about 2x faster for Res16UNet34C there), fp16 on GPUs with loss scaling
     precision: str = "fp32"
     amp: bool = False  # the older switch: fp16 autocast on CUDA when precision is fp32
     max_points_per_batch: int = 0  # 0 = no cap; otherwise trailing samples are dropped
