@@ -12,14 +12,11 @@ import torch
 
 import stseg_models.sparse as ME
 from stseg_models.sparse import conv_function
+from stseg_models.testing import random_cloud
 
 
 def _room(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    spatial = torch.randint(0, 12, (1500, 3), generator=g)
-    batch = torch.randint(0, 2, (1500, 1), generator=g)
-    coords = torch.unique(torch.cat([batch, spatial], 1), dim=0).int()
-    return coords, torch.randn(len(coords), 16, generator=g)
+    return random_cloud(1500, 12, 16, seed)
 
 
 def _layers() -> torch.nn.ModuleList:

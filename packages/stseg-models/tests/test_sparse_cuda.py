@@ -11,16 +11,13 @@ import pytest
 import torch
 
 import stseg_models.sparse as ME
+from stseg_models.testing import random_cloud
 
 pytestmark = pytest.mark.gpu
 
 
 def _room(n: int = 4000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    spatial = torch.randint(0, 24, (n, 3), generator=g)
-    batch = torch.randint(0, 2, (n, 1), generator=g)
-    coords = torch.unique(torch.cat([batch, spatial], 1), dim=0).int()
-    return coords, torch.randn(len(coords), 8, generator=g)
+    return random_cloud(n, 24, 8, seed)
 
 
 def _layers() -> torch.nn.ModuleList:

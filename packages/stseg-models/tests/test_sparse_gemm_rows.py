@@ -27,6 +27,7 @@ from stseg_models.sparse.gemm_rows import (
     padded_rows,
     pads_rows,
 )
+from stseg_models.testing import random_cloud
 
 
 def test_padded_rows_rounds_up_to_few_sizes() -> None:
@@ -95,11 +96,7 @@ def _map_of(conv: torch.nn.Module, x: ME.SparseTensor) -> object:
 
 
 def _cloud(seed: int, n: int = 900, extent: int = 14) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    spatial = torch.randint(0, extent, (n, 3), generator=g)
-    batch = torch.randint(0, 2, (n, 1), generator=g)
-    coords = torch.unique(torch.cat([batch, spatial], 1), dim=0).int()
-    return coords, torch.randn(len(coords), 8, generator=g)
+    return random_cloud(n, extent, 8, seed)
 
 
 def _layers() -> torch.nn.ModuleList:

@@ -37,6 +37,7 @@ from stseg_models.sparse.triton import (
     use_triton,
 )
 from stseg_models.sparse.triton.tables import neighbour_table, pair_starts, tables_for
+from stseg_models.testing import random_cloud
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 needs_triton = pytest.mark.skipif(
@@ -62,11 +63,8 @@ MAP_FIELDS = ("counts", "num_in", "num_out", "identity", "mirror", "in_unique", 
 
 
 def _cloud(n: int, extent: int, channels: int, seed: int) -> ME.SparseTensor:
-    g = torch.Generator().manual_seed(seed)
-    spatial = torch.randint(0, extent, (n, 3), generator=g)
-    batch = torch.randint(0, 2, (n, 1), generator=g)
-    coords = torch.unique(torch.cat([batch, spatial], 1), dim=0).int()
-    return ME.SparseTensor(torch.randn(len(coords), channels, generator=g), coords)
+    coords, feats = random_cloud(n, extent, channels, seed)
+    return ME.SparseTensor(feats, coords)
 
 
 def _engine_map(x: ME.SparseTensor, kernel: int, stride: int, transpose: bool) -> KernelMap:
