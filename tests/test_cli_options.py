@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 from stseg_data import cli_options
 from stseg_data.cli_options import SharedOption
+from stseg_models.precision import PRECISIONS as MODEL_PRECISIONS
 
 CLIS = {
     "stseg-data": "stseg_data",
@@ -88,6 +89,8 @@ def test_shared_options_are_the_one_definition(
         if kind == "precision":
             assert isinstance(param.type, click.Choice), where
             assert tuple(param.type.choices) == cli_options.PRECISIONS == ("fp32", "bf16", "fp16")
+            # the library's names (stseg_models.precision) are the option's
+            assert tuple(MODEL_PRECISIONS) == cli_options.PRECISIONS, where
             assert (param.help or "").startswith(cli_options.PRECISION_HELP), where
         if kind == "overwrite":
             assert param.is_flag and (param.help or "").endswith(cli_options.OVERWRITE_TAIL), where

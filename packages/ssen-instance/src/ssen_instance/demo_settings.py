@@ -136,12 +136,13 @@ def _check_kept_inputs(run: Path, settings: DemoSettings) -> None:
 def _check(settings: DemoSettings) -> None:
     from ssen_instance.grouping import STRATEGIES
     from ssen_instance.train import RECIPES
+    from stseg_models.precision import PRECISIONS
 
     if settings.recipe not in RECIPES:
         raise InstanceInputError(
             f"--recipe {settings.recipe}: unknown; choose one of {', '.join(RECIPES)}"
         )
-    if settings.precision not in ("fp32", "bf16", "fp16"):
+    if settings.precision not in PRECISIONS:
         raise InstanceInputError(f"--precision {settings.precision}: choose fp32, bf16 or fp16")
     if settings.strategy not in STRATEGIES:
         raise InstanceInputError(

@@ -35,7 +35,13 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
 
 def precision_context(device: torch.device | str, precision: str) -> AbstractContextManager[Any]:
     """`torch.autocast` on `device`'s type in `precision`'s dtype; nothing for fp32."""
-    dtype = autocast_dtype(precision)
+    return autocast_context(device, autocast_dtype(precision))
+
+
+def autocast_context(
+    device: torch.device | str, dtype: torch.dtype | None
+) -> AbstractContextManager[Any]:
+    """`torch.autocast` on `device`'s type in `dtype`; nothing for None (fp32)."""
     if dtype is None:
         return nullcontext()
     return torch.autocast(torch.device(device).type, dtype=dtype)

@@ -359,12 +359,14 @@ def validate(config: TrainConfig) -> None:
     modulo in the loop is checked here, so a bad `--set` ends as one line before the run folder
     exists instead of as a traceback from deep inside a library mid-run.
     """
+    from stseg_models.precision import PRECISIONS  # (imports torch: not at module import)
+
     betas = tuple(config.adam_betas)
     checks = [
         (config.features in ("rgb", "rgb+xyz"), "features must be 'rgb' or 'rgb+xyz'"),
         (config.optimizer in ("sgd", "adam"), "optimizer must be 'sgd' or 'adam'"),
         (
-            config.precision in ("fp32", "bf16", "fp16"),
+            config.precision in PRECISIONS,
             f"precision must be fp32, bf16 or fp16, got {config.precision!r}",
         ),
         (config.scheduler in ("poly", "step", "exp"), "scheduler must be poly, step or exp"),

@@ -25,7 +25,7 @@ import torch
 
 from stseg_data.atomic import atomic_write
 from stseg_data.errors import StsegRuntimeError
-from stseg_models.precision import autocast_dtype
+from stseg_models.precision import autocast_context, autocast_dtype
 from stseg_train import __version__
 from stseg_train.batches import BatchStream, Position
 from stseg_train.checkpoint import CheckpointManager
@@ -241,9 +241,7 @@ class Trainer:
 
     def _autocast(self) -> Any:
         """The forward's arithmetic (`TrainConfig.precision`): autocast, or nothing for fp32."""
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return autocast_context(self.device, self.amp_dtype)
 
     def _no_sync(self) -> Any:
         """Backward without the gradient all-reduce (every batch but the last of a step)."""
