@@ -26,14 +26,8 @@ from typing import Any
 
 import torch
 
-
-def prepare(root: Path, scenes: int) -> Path:
-    from stseg_data.preprocess import preprocess
-    from stseg_data.synth import write_synthetic
-
-    write_synthetic("scannet", root / "raw", scenes, seed=0)
-    preprocess("scannet", root / "raw", root / "prepared")
-    return root / "prepared"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import prepare
 
 
 def train_run(data: str, out: str, steps: int, model: str, voxel: float, threads: int,

@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 
-def _prepare(root: Path, scenes: int) -> Path:
+def prepare(root: Path, scenes: int) -> Path:
+    """`scenes` synthetic ScanNet rooms under root/raw, preprocessed into root/prepared."""
     from stseg_data.preprocess import preprocess
     from stseg_data.synth import write_synthetic
 
@@ -94,7 +95,7 @@ def main() -> None:
     iters, voxel = (6, 0.2) if args.quick else (12, 0.1)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        data = _prepare(root / "data", 4)
+        data = prepare(root / "data", 4)
         run = partial(_run, data, iters=iters, voxel=voxel, model=args.model)
         rows = [
             run(root / "t1", threads=1, procs=0, batch=2),

@@ -225,9 +225,8 @@ def _whole_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if not pads_rows(a) or len(a) == 0:
         return a @ b
     out = a.new_empty((len(a), b.shape[1]))
-    piece = _piece_rows(a, max(a.shape[1], b.shape[1]))
-    full = len(a) - len(a) % piece
-    for lo, hi in _pieces(0, full, piece):
+    pieces, full = _whole_pieces(a, b)
+    for lo, hi in pieces:
         torch.mm(a[lo:hi], b, out=out[lo:hi])
     if full < len(a):
         tail = _zero_padded(a[full:])
@@ -241,13 +240,20 @@ def _whole_tmm(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Te
     if not pads_rows(a) or len(a) == 0:
         return _cast(a.t() @ b, dtype)
     total = a.new_zeros((a.shape[1], b.shape[1]), dtype=dtype)
-    piece = _piece_rows(a, max(a.shape[1], b.shape[1]))
-    full = len(a) - len(a) % piece
-    for lo, hi in _pieces(0, full, piece):
+    pieces, full = _whole_pieces(a, b)
+    for lo, hi in pieces:
         _accumulate(total, a[lo:hi].t(), b[lo:hi])
     if full < len(a):  # zero rows in both operands add nothing to the sum
         _accumulate(total, _zero_padded(a[full:]).t(), _zero_padded(b[full:]))
     return total
+
+
+def _whole_pieces(a: torch.Tensor, b: torch.Tensor) -> tuple[list[tuple[int, int]], int]:
+    """The full `_piece_rows` pieces of a whole-layer GEMM over a's rows, and the row where the
+    tail (fewer rows than a piece, padded by the caller) starts."""
+    piece = _piece_rows(a, max(a.shape[1], b.shape[1]))
+    full = len(a) - len(a) % piece
+    return _pieces(0, full, piece), full
 
 
 def _zero_padded(rows: torch.Tensor) -> torch.Tensor:
