@@ -164,6 +164,25 @@ def test_train_threads_option_is_recorded_and_changes_on_resume(data: Path, tmp_
     assert load_checkpoint(run / "checkpoints" / "final.pth")["iteration"] == 2
 
 
+def test_train_precision_option_is_recorded_and_refuses_unknown_names(
+    data: Path, tmp_path: Path
+) -> None:
+    from stseg_train.crashtest import run_command
+
+    run = tmp_path / "run"
+    tool = str(Path(sys.executable).parent / "ssen-instance")
+    small = ["--model", "Res16UNet14A", "--voxel-size", "0.05", "--batch-size", "1",
+             "--recipe", "synthetic-cpu", "--save-freq", "1", "--threads", "1", "--max-iter", "1"]  # fmt: skip
+    done = run_command([tool, "train", "--data", str(data), "--out", str(run), *small,
+                        "--precision", "fp8"])  # fmt: skip
+    assert done.returncode == 2 and "fp8" in done.stdout and not run.exists()
+    done = run_command([tool, "train", "--data", str(data), "--out", str(run), *small,
+                        "--precision", "bf16"])  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert json.loads((run / "config.json").read_text())["precision"] == "bf16"
+    assert load_checkpoint(run / "checkpoints" / "final.pth")["iteration"] == 1
+
+
 def test_resume_with_another_recipe_size_model_or_voxel_is_refused(
     data: Path, tmp_path: Path
 ) -> None:

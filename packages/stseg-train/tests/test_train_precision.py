@@ -5,8 +5,9 @@
   and learns the same), and is resumed exactly like an fp32 run: killed after checkpoint 2 and
   resumed, its losses equal a straight bf16 run's;
 - an unknown precision is one line, exit 2, in a `--set`, a `--precision` and in the library;
-- through the CLI: `stseg-train synthetic --precision bf16` records it in config.json, and
-  `stseg-train eval RUN --precision bf16` evaluates in bf16 within 0.02 mIoU of fp32.
+- through the CLI: `stseg-train synthetic --precision bf16` records it in config.json,
+  `stseg-train eval RUN --precision bf16` evaluates in bf16 within 0.02 mIoU of fp32, and
+  `export-benchmark --precision bf16` writes the same scenes with labels that mostly agree.
 """
 
 from __future__ import annotations
@@ -95,3 +96,16 @@ def test_precision_through_the_command_line(tmp_path: Path) -> None:
         assert result["precision"] == precision
         scores[precision] = result["miou"]
     assert abs(scores["bf16"] - scores["fp32"]) < 0.02, scores
+    # export-benchmark --precision: the same scenes, labels that mostly agree with fp32's
+    exported = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"export_{precision}"
+        done = subprocess.run([TOOL, "export-benchmark", str(run), "--data", str(data / "prepared"),
+                               "--split", "val", "--out", str(out), "--precision", precision],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        exported[precision] = {p.name: p.read_text().split() for p in sorted(out.glob("*.txt"))}
+    assert exported["fp32"].keys() == exported["bf16"].keys() and exported["fp32"]
+    for name, labels in exported["fp32"].items():
+        same = sum(a == b for a, b in zip(labels, exported["bf16"][name], strict=True))
+        assert same >= 0.95 * len(labels), name
